@@ -1,0 +1,1 @@
+"""moka-images: build, scan, sign and promote multi-arch Spark images."""

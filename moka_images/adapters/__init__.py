@@ -1,0 +1,1 @@
+"""The only code that runs processes or talks to the network."""

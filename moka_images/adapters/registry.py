@@ -1,0 +1,293 @@
+"""OCI distribution API client: manifests, blobs, tags. The data plane of every registry, ECR included."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import requests
+
+from ..errors import ServiceError
+from ..models import Digest, Platform
+
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+ACCEPT = ", ".join((*INDEX_TYPES, *MANIFEST_TYPES))
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as stored: its exact bytes, media type and digest."""
+
+    raw: bytes
+    media_type: str
+    digest: Digest
+
+    @property
+    def json(self) -> dict[str, Any]:
+        """The parsed document."""
+        return json.loads(self.raw)
+
+    @property
+    def is_index(self) -> bool:
+        """Whether this is an image index (multi-platform)."""
+        return self.media_type in INDEX_TYPES
+
+    def platforms(self) -> dict[Platform, Digest]:
+        """Per-platform manifest digests of an index (attestation and unknown entries are left out)."""
+        out: dict[Platform, Digest] = {}
+        for entry in self.json.get("manifests", []):
+            plat = entry.get("platform") or {}
+            if plat.get("os") == "linux" and plat.get("architecture") in ("amd64", "arm64"):
+                out[Platform("linux", plat["architecture"])] = Digest(entry["digest"])
+        return out
+
+    def blobs(self) -> list[Digest]:
+        """Config and layer digests of a single-platform manifest (or artifact)."""
+        doc = self.json
+        found = [doc["config"]["digest"]] if "config" in doc else []
+        found += [layer["digest"] for layer in doc.get("layers", [])]
+        return [Digest(d) for d in found]
+
+
+def digest_of(data: bytes) -> Digest:
+    """sha256 digest of bytes."""
+    return Digest("sha256:" + hashlib.sha256(data).hexdigest())
+
+
+def is_local(registry: str) -> bool:
+    """Local registries speak plain HTTP on loopback."""
+    host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+    return host in ("127.0.0.1", "localhost", "[::1]")
+
+
+class RegistryClient:
+    """One registry, one set of credentials; retries 429/5xx with backoff; handles Basic and Bearer auth."""
+
+    def __init__(self, registry: str, username: str | None = None, password: str | None = None,
+                 *, retries: int = 5, timeout: float = 60.0) -> None:
+        self.registry = registry
+        self.base = f"{'http' if is_local(registry) else 'https'}://{registry}"
+        self._creds = (username, password) if username else None
+        self._session = requests.Session()
+        self._session.trust_env = False  # never route loopback traffic through a proxy
+        self._bearer: dict[str, str] = {}
+        self.retries, self.timeout = retries, timeout
+        self.bytes_sent = 0
+
+    # --- transport -----------------------------------------------------------------------------------
+    def _request(self, method: str, url: str, *, scope: str = "", **kw: Any) -> requests.Response:
+        url = url if url.startswith("http") else self.base + url
+        kw.setdefault("timeout", self.timeout)
+        for attempt in range(self.retries + 1):
+            headers = dict(kw.pop("headers", None) or {})
+            self._authorize(headers, scope)
+            try:
+                resp = self._session.request(method, url, headers=headers, **kw)
+            except requests.ConnectionError as exc:
+                if attempt == self.retries or not _rewindable(kw):
+                    raise ServiceError(f"registry {self.registry} is not reachable: {exc.__class__.__name__}",
+                                       "is the stack up? `moka-images dev up`") from exc
+                self._backoff(attempt, None)
+                kw["headers"] = headers
+                continue
+            if resp.status_code == 401 and self._login(resp, scope):
+                kw["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
+                continue
+            if resp.status_code in _RETRY_STATUS and attempt < self.retries and _rewindable(kw):
+                self._backoff(attempt, resp.headers.get("Retry-After"))
+                kw["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
+                continue
+            return resp
+        return resp
+
+    def _authorize(self, headers: dict[str, str], scope: str) -> None:
+        token = self._bearer.get(scope) or self._bearer.get("")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif self._creds:
+            pair = f"{self._creds[0]}:{self._creds[1]}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+
+    def _login(self, resp: requests.Response, scope: str) -> bool:
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        if not challenge.lower().startswith("bearer") or scope in self._bearer:
+            return False
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        query = {"service": params.get("service", "")}
+        if params.get("scope"):
+            query["scope"] = params["scope"]
+        token_resp = self._session.get(params["realm"], params=query, auth=self._creds, timeout=self.timeout)
+        if token_resp.status_code != 200:
+            return False
+        body = token_resp.json()
+        self._bearer[scope] = body.get("token") or body.get("access_token", "")
+        return True
+
+    @staticmethod
+    def _backoff(attempt: int, retry_after: str | None) -> None:
+        delay = float(retry_after) if retry_after and retry_after.isdigit() else min(8.0, 0.25 * 2**attempt)
+        time.sleep(delay * (0.5 + random.random() / 2))
+
+    def _check(self, resp: requests.Response, what: str) -> None:
+        if resp.status_code == 401:
+            raise ServiceError(f"{self.registry}: not authorized to {what}",
+                               "credentials come from the environment's ECR token; check the account and role")
+        if resp.status_code == 403:
+            raise ServiceError(f"{self.registry}: forbidden to {what}: {resp.text[:300]}")
+        if resp.status_code >= 400:
+            raise ServiceError(f"{self.registry}: {what} failed with HTTP {resp.status_code}: {resp.text[:300]}")
+
+    # --- reads ---------------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """Check the registry answers and accepts our credentials."""
+        self._check(self._request("GET", "/v2/"), "log in")
+
+    def list_tags(self, repository: str) -> list[str]:
+        """All tags of a repository (empty if the repository does not exist)."""
+        tags: list[str] = []
+        url: str | None = f"/v2/{repository}/tags/list?n=1000"
+        while url:
+            resp = self._request("GET", url, scope=repository)
+            if resp.status_code == 404:
+                return []
+            self._check(resp, f"list tags of {repository}")
+            tags += resp.json().get("tags") or []
+            url = _next_link(resp)
+        return tags
+
+    def catalog(self) -> list[str]:
+        """Repository names (local registries; ECR uses describe_repositories instead)."""
+        names: list[str] = []
+        url: str | None = "/v2/_catalog?n=1000"
+        while url:
+            resp = self._request("GET", url)
+            self._check(resp, "list repositories")
+            names += resp.json().get("repositories") or []
+            url = _next_link(resp)
+        return names
+
+    def head_manifest(self, repository: str, reference: str) -> Digest | None:
+        """Digest that a tag or digest points at, or None if absent."""
+        resp = self._request("HEAD", f"/v2/{repository}/manifests/{reference}", scope=repository,
+                             headers={"Accept": ACCEPT})
+        if resp.status_code == 404:
+            return None
+        self._check(resp, f"look up {repository}:{reference}")
+        found = resp.headers.get("Docker-Content-Digest")
+        return Digest(found) if found else self.get_manifest(repository, reference).digest
+
+    def get_manifest(self, repository: str, reference: str) -> Manifest:
+        """Fetch a manifest by tag or digest, verifying its digest when fetched by digest."""
+        resp = self._request("GET", f"/v2/{repository}/manifests/{reference}", scope=repository,
+                             headers={"Accept": ACCEPT})
+        self._check(resp, f"read manifest {repository}:{reference}")
+        raw = resp.content
+        digest = digest_of(raw)
+        if reference.startswith("sha256:") and digest.value != reference:
+            raise ServiceError(f"{self.registry}: manifest {repository}@{reference} does not match its digest")
+        media = resp.headers.get("Content-Type", "").split(";")[0] or json.loads(raw).get("mediaType", "")
+        return Manifest(raw, media, digest)
+
+    def blob_exists(self, repository: str, digest: Digest) -> bool:
+        """Whether a blob is already in a repository."""
+        resp = self._request("HEAD", f"/v2/{repository}/blobs/{digest}", scope=repository)
+        if resp.status_code == 404:
+            return False
+        self._check(resp, f"look up blob {digest.short} in {repository}")
+        return True
+
+    def open_blob(self, repository: str, digest: Digest) -> requests.Response:
+        """A streaming response for a blob; the caller closes it."""
+        resp = self._request("GET", f"/v2/{repository}/blobs/{digest}", scope=repository, stream=True)
+        self._check(resp, f"read blob {digest.short} from {repository}")
+        return resp
+
+    def get_blob(self, repository: str, digest: Digest) -> bytes:
+        """A small blob's bytes, verified against its digest."""
+        with self.open_blob(repository, digest) as resp:
+            data = resp.content
+        if digest_of(data) != digest:
+            raise ServiceError(f"{self.registry}: blob {digest.short} in {repository} does not match its digest")
+        return data
+
+    # --- writes --------------------------------------------------------------------------------------
+    def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
+        """Cross-repository mount; False when the registry wants an upload instead."""
+        resp = self._request("POST", f"/v2/{repository}/blobs/uploads/?mount={digest}&from={from_repository}",
+                             scope=repository)
+        if resp.status_code == 201:
+            return True
+        if resp.status_code == 202:
+            self._cancel(resp)
+            return False
+        self._check(resp, f"mount {digest.short} into {repository}")
+        return False
+
+    def push_blob(self, repository: str, data: bytes | BinaryIO, digest: Digest | None = None,
+                  size: int | None = None) -> Digest:
+        """Upload a blob (bytes, or a file object with its digest and size) unless it is already there."""
+        if isinstance(data, bytes):
+            digest, size = digest or digest_of(data), len(data)
+        if digest is None or size is None:
+            raise ValueError("a streamed blob needs its digest and size")
+        if self.blob_exists(repository, digest):
+            return digest
+        start = self._request("POST", f"/v2/{repository}/blobs/uploads/", scope=repository)
+        self._check(start, f"start upload to {repository}")
+        location = _absolute(self.base, start.headers["Location"])
+        sep = "&" if "?" in location else "?"
+        body: Any = data if isinstance(data, bytes) else _chunks(data)
+        resp = self._request("PUT", f"{location}{sep}digest={digest}", scope=repository, data=body,
+                             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+        self._check(resp, f"upload blob {digest.short} to {repository}")
+        self.bytes_sent += size
+        return digest
+
+    def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> Digest:
+        """Store a manifest under a tag or its digest; returns its digest."""
+        resp = self._request("PUT", f"/v2/{repository}/manifests/{reference}", scope=repository, data=raw,
+                             headers={"Content-Type": media_type})
+        self._check(resp, f"write manifest {repository}:{reference}")
+        return digest_of(raw)
+
+    def _cancel(self, resp: requests.Response) -> None:
+        location = resp.headers.get("Location")
+        if location:
+            self._session.delete(_absolute(self.base, location), timeout=self.timeout)
+
+
+def _rewindable(kw: dict[str, Any]) -> bool:
+    return not isinstance(kw.get("data"), Iterator)
+
+
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    while chunk := stream.read(CHUNK):
+        yield chunk
+
+
+def _absolute(base: str, location: str) -> str:
+    return location if location.startswith("http") else base + location
+
+
+def _next_link(resp: requests.Response) -> str | None:
+    link = resp.headers.get("Link")
+    if not link:
+        return None
+    match = re.match(r"<([^>]+)>", link)
+    return match.group(1) if match else None

@@ -1,0 +1,1 @@
+"""Settings, manifests and policies: typed models with strict validation."""

@@ -1,0 +1,81 @@
+"""`moka-images doctor`: every tool and service, with its version, and how to fix what is missing."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from rich.table import Table
+
+from . import log
+from .adapters import run
+from .adapters.services import Daemon, is_ready
+from .config.settings import Settings, load_settings
+from .errors import MokaError
+from .models import Environment
+
+_TOOLS = {
+    "docker": ["docker", "--version"],
+    "docker buildx": ["docker", "buildx", "version"],
+    "cosign": ["cosign", "version", "--json"],
+    "trivy": ["trivy", "--version"],
+    "skopeo": ["skopeo", "--version"],
+    "debootstrap": ["debootstrap", "--version"],
+    "docker-registry": ["docker-registry", "--version"],
+    "moto_server": ["moto_server", "--help"],
+    "java": ["java", "-version"],
+    "qemu-aarch64-static": ["qemu-aarch64-static", "--version"],
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's table."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def check_tools() -> list[Check]:
+    """Find each external tool and ask its version."""
+    checks = []
+    for name, argv in _TOOLS.items():
+        try:
+            done = run.call(argv, check=False, quiet=True, timeout=30)
+            text = (done.stdout or done.stderr).strip().splitlines()
+            version = next((line for line in text if any(c.isdigit() for c in line)), text[0] if text else "")
+            ok = done.returncode == 0
+            checks.append(Check(name, ok, version[:70], "" if ok else "run scripts/bootstrap.sh"))
+        except MokaError as exc:
+            checks.append(Check(name, False, exc.message, exc.hint or ""))
+    return checks
+
+
+def check_services(settings: Settings) -> list[Check]:
+    """Ask each configured service whether it answers."""
+    targets = [("docker engine", Daemon("dockerd", [], ready_socket="/var/run/docker.sock"))]
+    if settings.ecr.endpoint:
+        targets.append(("ECR endpoint", Daemon("moto", [], ready_url=f"{settings.ecr.endpoint}/moto-api/")))
+    targets.append(("mirror registry", Daemon("mirror", [], ready_url=f"http://{settings.mirror}/v2/")))
+    for env in Environment:
+        reg = settings.env(env).registry
+        targets.append((f"{env} registry", Daemon(env.value, [], ready_url=f"http://{reg}/v2/")))
+    fix = "moka-images dev up" if settings.local_stack else "check network access and credentials"
+    return [Check(name, is_ready(d), "answers" if is_ready(d) else "not answering", fix) for name, d in targets]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `doctor`."""
+    sub.add_parser("doctor", help="check every tool and service").set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    settings = load_settings(profile=args.profile)
+    checks = check_tools() + (check_services(settings) if settings.local_stack else [])
+    table = Table("check", "ok", "detail", "fix")
+    for c in checks:
+        table.add_row(c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail, "" if c.ok else c.fix)
+    log.console().print(table)
+    return 0 if all(c.ok for c in checks) else 3

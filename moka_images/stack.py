@@ -1,0 +1,182 @@
+"""`moka-images dev up|down|env|status`: the local real stack, started idempotently, stopped only if ours."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from . import log, osbase, registries
+from .adapters import host, run, services
+from .adapters.registry import is_local
+from .adapters.services import Daemon
+from .config.settings import Settings, load_settings
+from .errors import ConfigError, ServiceError
+from .models import Environment
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+MOTO = "moto"
+
+_REGISTRY_CONFIG = """version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {data}
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: {addr}
+  headers:
+    X-Content-Type-Options: [nosniff]
+{auth}"""
+
+_AUTH = """auth:
+  htpasswd:
+    realm: {realm}
+    path: {htpasswd}
+"""
+
+
+def run_dir(settings: Settings) -> Path:
+    """Pid files and logs of the daemons we start."""
+    path = settings.home / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _port(address: str) -> str:
+    if not is_local(address):
+        raise ConfigError(f"{address} is not a local address", "`dev up` only runs the local profile's stack")
+    return address
+
+
+def dockerd_daemon(settings: Settings, storage_driver: str) -> Daemon:
+    """dockerd without its bridge or iptables: every build and container uses host networking on loopback."""
+    rd = run_dir(settings)
+    return Daemon("dockerd", [
+        "dockerd", "--bridge=none", "--iptables=false", "--ip6tables=false", f"--storage-driver={storage_driver}",
+        f"--pidfile={rd / 'dockerd.engine.pid'}", f"--host=unix://{DOCKER_SOCKET}",
+    ], ready_socket=DOCKER_SOCKET)
+
+
+def ensure_docker(settings: Settings) -> str:
+    """Use a running engine, or start one with overlay2, falling back to vfs where the kernel says no."""
+    try:
+        return services.ensure(dockerd_daemon(settings, "overlay2"), run_dir(settings), timeout=60)
+    except ServiceError as first:
+        log.warn(f"dockerd with overlay2 failed ({first.message.splitlines()[0]}); trying vfs")
+        return services.ensure(dockerd_daemon(settings, "vfs"), run_dir(settings), timeout=60)
+
+
+def moto_daemon(settings: Settings) -> Daemon:
+    """moto's server standing in for the ECR/STS control plane."""
+    endpoint = settings.ecr.endpoint or ""
+    hostport = endpoint.split("://", 1)[-1].rstrip("/")
+    host_, port = _port(hostport).rsplit(":", 1)
+    return Daemon(MOTO, ["moto_server", "-H", host_, "-p", port], ready_url=f"{endpoint}/moto-api/")
+
+
+def registry_daemon(settings: Settings, name: str, address: str, htpasswd: Path | None) -> Daemon:
+    """A CNCF distribution registry on loopback, with htpasswd auth when given."""
+    base = settings.home / "registries" / name
+    (base / "data").mkdir(parents=True, exist_ok=True)
+    auth = _AUTH.format(realm=f"moka-{name}", htpasswd=htpasswd) if htpasswd else ""
+    config = base / "config.yml"
+    config.write_text(_REGISTRY_CONFIG.format(data=base / "data", addr=_port(address), auth=auth))
+    return Daemon(f"registry-{name}", ["docker-registry", "serve", str(config)], ready_url=f"http://{address}/v2/")
+
+
+def write_htpasswd(path: Path, username: str, password: str) -> None:
+    """bcrypt htpasswd file holding exactly one user (ECR's `AWS` and the account's token)."""
+    out = run.call(["htpasswd", "-Bbn", username, password], quiet=True).stdout.strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text().split(":")[0] != username or not _matches(path, username, password):
+        path.write_text(out + "\n")
+
+
+def _matches(path: Path, username: str, password: str) -> bool:
+    done = run.call(["htpasswd", "-vbB", str(path), username, password], check=False, quiet=True)
+    return done.returncode == 0
+
+
+def up(settings: Settings) -> None:
+    """Bring up everything the local profile needs; a rerun only starts what is missing."""
+    if not settings.local_stack:
+        raise ConfigError(f"profile {settings.profile!r} is not a local stack", "use --profile local")
+    if not host.is_root():
+        raise ServiceError("the local stack needs root (dockerd, binfmt, debootstrap)", "run as root")
+    rd = run_dir(settings)
+    with log.step("docker engine"):
+        log.info(f"dockerd: {ensure_docker(settings)}")
+    with log.step("binfmt for foreign architectures"):
+        enabled = host.ensure_binfmt(settings.platform_list())
+        log.info("qemu handlers: " + (", ".join(enabled) or "none needed"))
+    with log.step("ECR control plane (moto)"):
+        log.info(f"moto: {services.ensure(moto_daemon(settings), rd)}")
+    with log.step("registries"):
+        log.info(f"mirror: {services.ensure(registry_daemon(settings, 'mirror', settings.mirror, None), rd)}")
+        for env in Environment:
+            cfg = settings.env(env)
+            creds = registries.credentials(settings, env)
+            htpasswd = settings.home / "registries" / env.value / "htpasswd"
+            write_htpasswd(htpasswd, creds.username, creds.password)
+            state = services.ensure(registry_daemon(settings, env.value, cfg.registry, htpasswd), rd)
+            registries.client(settings, env).ping()
+            registries.login_tools(settings, env)
+            log.info(f"{env}: {state} at {cfg.registry} (account {cfg.account})")
+    with log.step("OS base image in the mirror"):
+        lock = osbase.seed(settings)
+        log.info(f"{lock.reference}@{lock.digest}")
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop what `up` started, newest first; returns the names stopped."""
+    rd = run_dir(settings)
+    names = [f"registry-{e.value}" for e in reversed(Environment)] + ["registry-mirror", MOTO, "dockerd"]
+    return [name for name in names if services.stop(rd, name)]
+
+
+def env_lines(settings: Settings) -> list[str]:
+    """Shell assignments for each environment's registry and credentials (for docker, skopeo, cosign)."""
+    lines = [f"MOKA_MIRROR_REGISTRY={shlex.quote(settings.mirror)}"]
+    if settings.ecr.endpoint:
+        lines.append(f"MOKA_ECR_ENDPOINT={shlex.quote(settings.ecr.endpoint)}")
+    for env in Environment:
+        creds = registries.credentials(settings, env)
+        prefix = f"MOKA_{env.value.upper()}"
+        lines += [f"{prefix}_REGISTRY={shlex.quote(settings.env(env).registry)}",
+                  f"{prefix}_USERNAME={shlex.quote(creds.username)}",
+                  f"{prefix}_PASSWORD={shlex.quote(creds.password)}",
+                  f"{prefix}_ACCOUNT={shlex.quote(settings.env(env).account)}"]
+    return [f"export {line}" for line in lines]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `dev up|down|env`."""
+    dev = sub.add_parser("dev", help="the local stack: docker engine, registries, moto, mirror")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True)
+    dev_sub.add_parser("up", help="start what is missing (idempotent)").set_defaults(func=_cmd_up)
+    dev_sub.add_parser("down", help="stop what `dev up` started").set_defaults(func=_cmd_down)
+    dev_sub.add_parser("env", help="print registry endpoints and credentials as shell variables").set_defaults(
+        func=_cmd_env)
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    up(load_settings(profile=args.profile))
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    stopped = down(load_settings(profile=args.profile))
+    log.info("stopped: " + (", ".join(stopped) or "nothing (no daemon of ours was running)"))
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    for line in env_lines(load_settings(profile=args.profile)):
+        print(line)
+    return 0
+
