@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 from ..errors import ManifestError, ValidationProblem
 
@@ -31,6 +33,15 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.YAMLError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def read_yaml(path: Path, display: str) -> tuple[Any, list[ValidationProblem]]:
     """Load one YAML document safely; problems name the file."""
@@ -53,12 +64,18 @@ def read_yaml(path: Path, display: str) -> tuple[Any, list[ValidationProblem]]:
     return docs[0], []
 
 
-def validate(model: type[M], data: Any, display: str) -> tuple[M | None, list[ValidationProblem]]:
-    """Validate `data` against `model`; every problem names the field and, for typos, a near key."""
+def problem(message: str, fix: str | None = None) -> PydanticCustomError:
+    """An error for a validator to raise: its message and fix reach the ValidationProblem unchanged."""
+    return PydanticCustomError("moka", "{message}", {"message": message, "fix": fix})
+
+
+def validate(model: type[M], data: Any, display: str,
+             context: Mapping[str, Any] | None = None) -> tuple[M | None, list[ValidationProblem]]:
+    """Validate `data` against `model` (validators see `context`); every problem names the field."""
     if not isinstance(data, dict):
         return None, [ValidationProblem(display, "", f"expected a mapping at the top, got {type(data).__name__}")]
     try:
-        return model.model_validate(data), []
+        return model.model_validate(data, context=dict(context or {})), []
     except ValidationError as exc:
         return None, [_problem(model, display, err) for err in exc.errors()]
 
@@ -76,16 +93,20 @@ def load(model: type[M], path: Path, display: str | None = None) -> M:
 
 
 def _problem(model: type[BaseModel], display: str, err: Any) -> ValidationProblem:
-    loc = [str(p) for p in err["loc"]]
+    loc = [str(p) for p in err["loc"] if p != "[key]"]  # a bad mapping key is reported at the key itself
     field = ".".join(loc)
     if err["type"] == "extra_forbidden":
         known = _keys_at(model, loc[:-1])
         near = difflib.get_close_matches(loc[-1], known, n=1)
         fix = f"did you mean `{near[0]}`?" if near else (f"allowed: {', '.join(sorted(known))}" if known else None)
         return ValidationProblem(display, field, "unknown key", fix)
+    if err["type"] == "moka":
+        return ValidationProblem(display, field, err["ctx"]["message"], err["ctx"]["fix"])
     if err["type"] == "missing":
         return ValidationProblem(display, field, "required field is missing")
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "string_type" and not isinstance(err.get("input"), dict | list | None):
+        return ValidationProblem(display, field, msg, "quote the value: YAML read it as a number, boolean or date")
     return ValidationProblem(display, field, msg)
 
 

@@ -1,0 +1,22 @@
+"""Smoke job for data-eng/etl-jobs: config from the image, pinned packages, a small aggregation in Spark."""
+
+import os
+import shutil
+
+import yaml
+from pyspark.sql import SparkSession, functions as F
+from tabulate import tabulate
+
+with open(os.environ["ETL_CONFIG"], encoding="utf-8") as handle:
+    config = yaml.safe_load(handle)
+assert shutil.which("jq"), "jq (apt pin) is missing"
+
+spark = SparkSession.builder.appName("etl-smoke").getOrCreate()
+sales = spark.createDataFrame(
+    [(region, amount) for region in config["regions"] for amount in (50, 150)],
+    "region string, amount int",
+)
+per_region = sales.groupBy("region").agg(F.sum("amount").alias("total")).orderBy("region").collect()
+print(tabulate([(r["region"], r["total"]) for r in per_region], headers=["region", config["currency"]]))
+print(f"etl-smoke ok: regions={len(per_region)} total={sum(r['total'] for r in per_region)}")
+spark.stop()

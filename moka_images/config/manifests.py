@@ -1,0 +1,593 @@
+"""Declarations: the curated base images (images/<family>/image.yaml) and team images (manifests/<team>/*.yaml).
+
+Team manifests are data, never code: the build generates the Dockerfile from them, so every string that can
+reach a Dockerfile is held to a charset that needs no quoting, and every path stays inside the team's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
+
+import semver
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+
+from ..errors import ConfigError, ManifestError, ValidationProblem
+from ..models import Platform
+from ..plan.graph import InputFile
+from .validation import Strict, problem, read_yaml, validate
+
+IMAGES_DIR = "images"
+MANIFESTS_DIR = "manifests"
+BASE_FILE = "image.yaml"
+APP_DIR = PurePosixPath("/opt/app")
+RESERVED_DEST = ".moka"  # the build puts the smoke job there
+PLATFORMS = ("linux/amd64", "linux/arm64")
+# The runtime owns these: a team that changes them breaks Spark, Python or the loader, or smuggles code in.
+RESERVED_ENV = frozenset({
+    "PATH", "HOME", "USER", "SHELL", "JAVA_HOME", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONSAFEPATH", "PYTHONINSPECT",
+})
+RESERVED_ENV_PREFIXES = ("LD_", "SPARK_", "PYSPARK_", "MOKA_")
+BASE_PROVIDED_PIP = ("pyspark", "py4j")  # installed by the base image, at the line's version
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}[a-z0-9]$")
+_LINE_RE = re.compile(r"^\d+\.\d+$")
+_SPARK_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+_PEP503_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_PIP_VERSION_RE = re.compile(r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$")
+_APT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_APT_VERSION_RE = re.compile(r"^(\d+:)?\d[A-Za-z0-9.+~-]*$")
+_PATH_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
+_ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_ENV_VALUE_RE = re.compile(r"^[A-Za-z0-9 _.,:/=+@%~^*-]*$")
+_TEXT_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f"\\`$]')
+MAX_ENV_VALUE = 512
+MAX_TEXT = 200
+
+
+# --- scalar checks ---------------------------------------------------------------------------------------
+def _name(value: str) -> str:
+    if not _NAME_RE.fullmatch(value):
+        raise problem(f"`{value}` is not a valid name",
+                      "use 2-41 lowercase letters, digits and dashes, starting with a letter, not ending in a dash")
+    return value
+
+
+def _semver(value: str) -> str:
+    try:
+        parsed = semver.Version.parse(value)
+    except (ValueError, TypeError):
+        raise problem(f"`{value}` is not a semantic version", "write MAJOR.MINOR.PATCH, e.g. 1.0.0") from None
+    if parsed.build or len(value) > 64:
+        raise problem(f"`{value}` cannot be part of an image tag", "drop the `+build` part; keep it under 64 chars")
+    return value
+
+
+def _text(value: str) -> str:
+    if len(value) > MAX_TEXT:
+        raise problem(f"too long ({len(value)} characters, at most {MAX_TEXT})")
+    bad = _TEXT_FORBIDDEN.search(value)
+    if bad:
+        raise problem(f"character {bad.group()!r} is not allowed", "one line, without quotes, backslash, ` or $")
+    return value
+
+
+def _rel_path(value: str) -> str:
+    """A relative path with a plain charset and no way up."""
+    if value.startswith("/"):
+        raise problem(f"`{value}` is absolute", "give a path relative to the manifest's folder")
+    parts = value.split("/")
+    if ".." in parts:
+        raise problem(f"`{value}` leaves its folder through `..`", "keep every path inside the team's folder")
+    if not _PATH_RE.fullmatch(value) or len(value) > 200:
+        raise problem(f"`{value}` has characters that are not allowed in a path", "use letters, digits, . _ - and /")
+    if any(p in ("", ".") or p.startswith("-") for p in parts):
+        raise problem(f"`{value}` is not a clean path", "no empty parts, `.` parts or parts starting with `-`")
+    return value
+
+
+def _pip_pin(value: str) -> str:
+    if "\n" in value or "://" in value or "@" in value or value.startswith(("-", "/", ".")) or " " in value:
+        raise problem(f"`{value.strip()}` is not a pin: URLs, paths, options and spaces are not allowed",
+                      "write `name==version`")
+    if ";" in value or "[" in value:
+        raise problem(f"`{value}`: markers and extras are not allowed", "write `name==version`")
+    name, sep, version = value.partition("==")
+    if not sep:
+        if re.search(r"[<>~!=]", value):
+            raise problem(f"`{value}` is a range, not an exact pin", "pin one version: `name==version`")
+        raise problem(f"`{value}` is not pinned", f"write `{value}==<version>`")
+    normal = re.sub(r"[-_.]+", "-", name).lower()
+    if not _PEP503_RE.fullmatch(normal):
+        raise problem(f"`{name}` is not a package name", "use letters, digits and - _ .")
+    if normal != name:
+        raise problem(f"`{name}` is not written in its normalized (PEP 503) form", f"write `{normal}=={version}`")
+    if not _PIP_VERSION_RE.fullmatch(version):
+        raise problem(f"`{version}` is not a plain release version", "e.g. 2.2.3, 1.0rc1 or 1.0.post1")
+    if name in BASE_PROVIDED_PIP:
+        raise problem(f"`{name}` comes from the base image", "remove it; pick the Spark line with `base`")
+    return value
+
+
+def _apt_pin(value: str) -> str:
+    name, sep, version = value.partition("=")
+    if not _APT_NAME_RE.fullmatch(name):
+        raise problem(f"`{name}` is not a Debian package name", "use lowercase letters, digits, + - and .")
+    if not sep:
+        raise problem(f"`{value}` is not pinned", f"write `{value}=<version>` (see `apt-cache policy {value}`)")
+    if not _APT_VERSION_RE.fullmatch(version):
+        raise problem(f"`{version}` is not a Debian version", "copy it from `apt-cache policy <package>`")
+    return value
+
+
+def _platform(value: str) -> str:
+    if value not in PLATFORMS:
+        near = difflib.get_close_matches(value, PLATFORMS, n=1, cutoff=0.5)
+        raise problem(f"unsupported platform `{value}`",
+                      f"did you mean `{near[0]}`?" if near else f"use {' or '.join(PLATFORMS)}")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME_RE.fullmatch(value):
+        raise problem(f"`{value}` is not a valid variable name", "use A-Z, 0-9 and _, not starting with a digit")
+    if value in RESERVED_ENV or value.startswith(RESERVED_ENV_PREFIXES):
+        raise problem(f"`{value}` is reserved for the runtime",
+                      "pick another name; configure Spark with --conf and Python with your job's code")
+    return value
+
+
+def _env_value(value: str) -> str:
+    if len(value) > MAX_ENV_VALUE:
+        raise problem(f"value too long ({len(value)} characters, at most {MAX_ENV_VALUE})")
+    if not _ENV_VALUE_RE.fullmatch(value):
+        bad = next(c for c in value if not _ENV_VALUE_RE.fullmatch(c))
+        raise problem(f"character {bad!r} is not allowed in a value",
+                      "one line of letters, digits, spaces and _ . , : / = + @ % ~ ^ * -")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+SemVer = Annotated[str, AfterValidator(_semver)]
+Text = Annotated[str, Field(min_length=1), AfterValidator(_text)]
+RelPath = Annotated[str, AfterValidator(_rel_path)]
+PipPin = Annotated[str, AfterValidator(_pip_pin)]
+AptPin = Annotated[str, AfterValidator(_apt_pin)]
+PlatformName = Annotated[str, AfterValidator(_platform)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+EnvValue = Annotated[str, AfterValidator(_env_value)]
+
+
+def _inside(info: ValidationInfo, value: str, *, directory_ok: bool) -> str:
+    """With a folder in the context, the path must exist there and resolve inside it (symlinks included)."""
+    folder: Path | None = (info.context or {}).get("folder")
+    if folder is None:
+        return value
+    shown = (info.context or {}).get("shown_folder", str(folder))
+    target = folder / value
+    if not os.path.lexists(target):
+        raise problem(f"`{value}` does not exist in {shown}/", "add the file or fix the path")
+    if not target.resolve().is_relative_to(folder.resolve()):
+        raise problem(f"`{value}` is a symlink that leads outside {shown}/", f"copy the file into {shown}/")
+    if target.is_dir():
+        if not directory_ok:
+            raise problem(f"`{value}` is a directory", "name a file")
+        for path in _walk(target):
+            if not path.resolve().is_relative_to(folder.resolve()):
+                raise problem(f"`{path.relative_to(folder).as_posix()}` is a symlink that leads outside {shown}/",
+                              f"copy the file into {shown}/")
+            if not path.is_file():
+                raise problem(f"`{path.relative_to(folder).as_posix()}` is not a regular file",
+                              "only files and directories can be copied")
+    elif not target.is_file():
+        raise problem(f"`{value}` is not a regular file", "name a file or a directory")
+    return value
+
+
+def _walk(directory: Path) -> Iterator[Path]:
+    """Every entry below `directory` that is not a real directory, sorted; symlinked directories are not entered.
+
+    Bytecode caches are left out: running a job locally must not change what the image is built from.
+    """
+    for entry in sorted(directory.iterdir()):
+        if entry.name == "__pycache__":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            yield from _walk(entry)
+        else:
+            yield entry
+
+
+# --- team manifests --------------------------------------------------------------------------------------
+class PythonSpec(Strict):
+    """pip packages, each an exact pin `name==version`, installed offline from the wheelhouse."""
+
+    packages: list[PipPin] = Field(default_factory=list, max_length=100)
+
+    @field_validator("packages")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        _no_duplicates([p.partition("==")[0] for p in value], "pinned")
+        return value
+
+
+class AptSpec(Strict):
+    """Debian packages, each pinned `name=version`."""
+
+    packages: list[AptPin] = Field(default_factory=list, max_length=100)
+
+    @field_validator("packages")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        _no_duplicates([p.partition("=")[0] for p in value], "pinned")
+        return value
+
+
+class FileSpec(Strict):
+    """A file or directory from the team's folder, copied to /opt/app/<dest>."""
+
+    src: RelPath
+    dest: RelPath
+
+    @field_validator("dest")
+    @classmethod
+    def _dest(cls, value: str) -> str:
+        if value.split("/")[0] == RESERVED_DEST:
+            raise problem(f"`{value}`: {APP_DIR}/{RESERVED_DEST}/ is reserved for moka-images", "pick another dest")
+        return value
+
+    @field_validator("src")
+    @classmethod
+    def _src(cls, value: str, info: ValidationInfo) -> str:
+        return _inside(info, value, directory_ok=True)
+
+    @property
+    def target(self) -> PurePosixPath:
+        """Where it lands in the image."""
+        return APP_DIR / self.dest
+
+
+class SmokeSpec(Strict):
+    """The team's smoke job: a PySpark script run with spark-submit in the built image."""
+
+    job: RelPath
+    timeout_seconds: int = Field(default=600, ge=10, le=1800)
+    expect: Text | None = None
+
+    @field_validator("job")
+    @classmethod
+    def _job(cls, value: str, info: ValidationInfo) -> str:
+        if not value.endswith(".py"):
+            raise problem(f"`{value}` is not a Python file", "point `job` at a .py file")
+        return _inside(info, value, directory_ok=False)
+
+
+class TeamManifest(Strict):
+    """One team image, as declared in manifests/<team>/<name>.yaml."""
+
+    name: Name
+    team: Name
+    version: SemVer
+    base: str
+    description: Text
+    platforms: list[PlatformName] = Field(default_factory=lambda: list(PLATFORMS), min_length=1)
+    python: PythonSpec = Field(default_factory=PythonSpec)
+    apt: AptSpec = Field(default_factory=AptSpec)
+    files: list[FileSpec] = Field(default_factory=list, max_length=50)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=50)
+    smoke: SmokeSpec | None = None
+
+    @field_validator("team")
+    @classmethod
+    def _team(cls, value: str, info: ValidationInfo) -> str:
+        folder = (info.context or {}).get("team")
+        if folder is not None and value != folder:
+            raise problem(f"team `{value}` does not match the folder `{MANIFESTS_DIR}/{folder}/`",
+                          f"set `team: {folder}` or move the file to {MANIFESTS_DIR}/{value}/")
+        return value
+
+    @field_validator("base")
+    @classmethod
+    def _base(cls, value: str, info: ValidationInfo) -> str:
+        approved: list[str] | None = (info.context or {}).get("bases")
+        if approved is not None and value not in approved:
+            near = difflib.get_close_matches(value, approved, n=1, cutoff=0.6)
+            listed = ", ".join(approved) or "none declared"
+            raise problem(f"`{value}` is not an approved base",
+                          (f"did you mean `{near[0]}`? " if near else "") + f"approved: {listed}")
+        return value
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, value: list[str]) -> list[str]:
+        _no_duplicates(value, "listed")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _dests(cls, value: list[FileSpec]) -> list[FileSpec]:
+        _no_duplicates([f.dest for f in value], "a destination")
+        return value
+
+    @property
+    def image(self) -> str:
+        """The image's name: `<team>/<name>`."""
+        return f"{self.team}/{self.name}"
+
+
+def _no_duplicates(items: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            raise problem(f"`{item}` is {what} twice", "keep one")
+        seen.add(item)
+
+
+# --- base images -----------------------------------------------------------------------------------------
+class SparkLine(Strict):
+    """One line of the Spark matrix; its image is `<family>-<line>`."""
+
+    line: str
+    version: SemVer
+    spark_version: str
+
+    @field_validator("line")
+    @classmethod
+    def _line(cls, value: str) -> str:
+        if not _LINE_RE.fullmatch(value):
+            raise problem(f"`{value}` is not a Spark line", "write MAJOR.MINOR in quotes, e.g. \"3.5\"")
+        return value
+
+    @model_validator(mode="after")
+    def _matches(self) -> SparkLine:
+        if not _SPARK_VERSION_RE.fullmatch(self.spark_version):
+            raise problem(f"spark_version `{self.spark_version}` is not X.Y.Z", "e.g. 3.5.7")
+        if not self.spark_version.startswith(self.line + "."):
+            raise problem(f"spark_version {self.spark_version} is not on line {self.line}",
+                          f"use a {self.line}.x release or fix `line`")
+        return self
+
+
+class BaseMatrix(Strict):
+    """A family of curated base images built from one Dockerfile: images/<family>/image.yaml."""
+
+    name: Name
+    description: Text
+    dockerfile: RelPath = "Dockerfile"
+    lines: list[SparkLine] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _folder(cls, value: str, info: ValidationInfo) -> str:
+        folder: Path | None = (info.context or {}).get("folder")
+        if folder is not None and value != folder.name:
+            raise problem(f"name `{value}` does not match the folder `{IMAGES_DIR}/{folder.name}/`",
+                          f"set `name: {folder.name}`")
+        return value
+
+    @field_validator("dockerfile")
+    @classmethod
+    def _dockerfile(cls, value: str, info: ValidationInfo) -> str:
+        return _inside(info, value, directory_ok=False)
+
+    @field_validator("lines")
+    @classmethod
+    def _unique(cls, value: list[SparkLine]) -> list[SparkLine]:
+        _no_duplicates([line.line for line in value], "declared")
+        return value
+
+
+# --- loaded declarations ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BaseImage:
+    """One curated base image: a line of a matrix, e.g. spark-3.5 (built on the OS base)."""
+
+    name: str
+    folder: str  # root-relative, e.g. images/spark
+    source: str  # the declaring file, e.g. images/spark/image.yaml
+    matrix: BaseMatrix
+    line: SparkLine
+
+    @property
+    def version(self) -> str:
+        """The image's version."""
+        return self.line.version
+
+    @property
+    def dockerfile(self) -> str:
+        """Root-relative path of the Dockerfile."""
+        return f"{self.folder}/{self.matrix.dockerfile}"
+
+    @property
+    def build_args(self) -> dict[str, str]:
+        """The only build arguments of this line (the builder adds BASE, the OS base by digest)."""
+        return {"SPARK_VERSION": self.line.spark_version}
+
+    @property
+    def python_pins(self) -> list[str]:
+        """What the wheelhouse resolves for this line."""
+        return [f"pyspark=={self.line.spark_version}"]
+
+    def key_declaration(self) -> dict[str, Any]:
+        """What the content key sees of the declaration: everything but the version."""
+        return {"family": self.matrix.name, "description": self.matrix.description,
+                "dockerfile": self.matrix.dockerfile, **self.line.model_dump(mode="json", exclude={"version"})}
+
+
+@dataclass(frozen=True)
+class TeamImage:
+    """One team image, e.g. data-eng/etl-jobs, built on a base image."""
+
+    manifest: TeamManifest
+    folder: str  # root-relative, e.g. manifests/data-eng
+    source: str  # e.g. manifests/data-eng/etl-jobs.yaml
+
+    @property
+    def name(self) -> str:
+        """`<team>/<name>`."""
+        return self.manifest.image
+
+    @property
+    def version(self) -> str:
+        """The image's version."""
+        return self.manifest.version
+
+    @property
+    def base(self) -> str:
+        """Name of the base image it builds on."""
+        return self.manifest.base
+
+    @property
+    def platforms(self) -> list[Platform]:
+        """Platforms to build for."""
+        return [Platform.parse(p) for p in self.manifest.platforms]
+
+    def key_declaration(self) -> dict[str, Any]:
+        """What the content key sees of the declaration: everything but the version."""
+        return self.manifest.model_dump(mode="json", exclude={"version"})
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """Every declared image: the curated bases and the team images, validated together."""
+
+    root: Path
+    bases: tuple[BaseImage, ...]
+    teams: tuple[TeamImage, ...]
+
+    @property
+    def images(self) -> tuple[BaseImage | TeamImage, ...]:
+        """Bases first, then team images."""
+        return (*self.bases, *self.teams)
+
+    def get(self, name: str) -> BaseImage | TeamImage:
+        """The image called `name`, or an error with a near name."""
+        for image in self.images:
+            if image.name == name:
+                return image
+        names = [i.name for i in self.images]
+        near = difflib.get_close_matches(name, names, n=1)
+        raise ConfigError(f"no image called `{name}`",
+                          f"did you mean `{near[0]}`?" if near else f"known: {', '.join(names)}")
+
+
+def load_declarations(root: Path) -> Declarations:
+    """Read and validate images/*/image.yaml and manifests/<team>/*.yaml; raise ManifestError with every problem."""
+    problems: list[ValidationProblem] = []
+    bases = _load_bases(root, problems)
+    # With a broken base file the approved list is unknown: judging teams' `base` against it would only add noise.
+    teams = _load_teams(root, None if problems else [b.name for b in bases], problems)
+    seen: dict[str, str] = {}
+    for image in (*bases, *teams):
+        if image.name in seen:
+            problems.append(ValidationProblem(image.source, "name", f"image `{image.name}` is also declared in "
+                                              f"{seen[image.name]}", "give each image its own name"))
+        seen.setdefault(image.name, image.source)
+    if problems:
+        raise ManifestError(problems)
+    return Declarations(root, tuple(bases), tuple(teams))
+
+
+def _load_bases(root: Path, problems: list[ValidationProblem]) -> list[BaseImage]:
+    found: list[BaseImage] = []
+    files = sorted((root / IMAGES_DIR).glob(f"*/{BASE_FILE}"))
+    if not files:
+        problems.append(ValidationProblem(f"{IMAGES_DIR}/", "", "no base images are declared",
+                                          f"add {IMAGES_DIR}/<family>/{BASE_FILE}"))
+    for path in files:
+        shown = path.relative_to(root).as_posix()
+        folder = path.parent
+        data, bad = read_yaml(path, shown)
+        matrix, bad = (None, bad) if bad else validate(
+            BaseMatrix, data, shown, {"folder": folder, "shown_folder": folder.relative_to(root).as_posix()})
+        problems += bad
+        if matrix is not None:
+            found += [BaseImage(f"{matrix.name}-{line.line}", folder.relative_to(root).as_posix(), shown, matrix, line)
+                      for line in matrix.lines]
+    return found
+
+
+def _load_teams(root: Path, bases: list[str] | None, problems: list[ValidationProblem]) -> list[TeamImage]:
+    found: list[TeamImage] = []
+    top = root / MANIFESTS_DIR
+    if not top.is_dir():
+        return found
+    for path in sorted(top.glob("*.y*ml")):
+        problems.append(ValidationProblem(path.relative_to(root).as_posix(), "", "a manifest must be in its team's "
+                                          "folder", f"move it to {MANIFESTS_DIR}/<team>/{path.name}"))
+    for path in sorted(top.glob("*/*.yml")):
+        problems.append(ValidationProblem(path.relative_to(root).as_posix(), "", "manifests end in .yaml",
+                                          f"rename it to {path.stem}.yaml"))
+    for path in sorted(top.glob("*/*.yaml")):
+        shown = path.relative_to(root).as_posix()
+        folder = path.parent
+        if folder.is_symlink() or path.is_symlink():
+            problems.append(ValidationProblem(shown, "", "team folders and manifests cannot be symlinks",
+                                              "keep the real files under manifests/"))
+            continue
+        data, bad = read_yaml(path, shown)
+        context = {"folder": folder, "shown_folder": folder.relative_to(root).as_posix(), "team": folder.name,
+                   "bases": bases}
+        manifest, bad = (None, bad) if bad else validate(TeamManifest, data, shown, context)
+        problems += bad
+        if manifest is not None:
+            found.append(TeamImage(manifest, folder.relative_to(root).as_posix(), shown))
+    return found
+
+
+# --- input files (the I/O half of the content key; the key itself is computed in plan/) -----------------
+def input_files(root: Path, image: BaseImage | TeamImage) -> tuple[InputFile, ...]:
+    """Hashes of every file the image is built from, with paths relative to its folder.
+
+    A base image reads its whole folder except image.yaml (each line's declaration enters its key on its own,
+    so bumping one line does not change the others). A team image reads its `files` and its smoke job; its
+    manifest enters the key as a declaration, so comments and formatting change nothing.
+    """
+    folder = root / image.folder
+    if isinstance(image, BaseImage):
+        paths = [p for p in _walk(folder) if p.relative_to(folder).as_posix() != BASE_FILE]
+    else:
+        paths = [src for src, _ in team_files(root, image)]
+        if image.manifest.smoke:
+            paths.append(folder / image.manifest.smoke.job)
+    unique = {p.relative_to(folder).as_posix(): p for p in paths}
+    return tuple(_hash(rel, unique[rel]) for rel in sorted(unique))
+
+
+def team_files(root: Path, image: TeamImage) -> list[tuple[Path, PurePosixPath]]:
+    """Each file a team image copies, and where it lands under /opt/app: exactly the files its key hashes."""
+    folder = root / image.folder
+    out: list[tuple[Path, PurePosixPath]] = []
+    for spec in image.manifest.files:
+        src = folder / spec.src
+        if src.is_dir():
+            out += [(p, spec.target / p.relative_to(src).as_posix()) for p in _walk(src)]
+        else:
+            out.append((src, spec.target))
+    return out
+
+
+def _hash(rel: str, path: Path) -> InputFile:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:  # follows file symlinks: validation keeps them inside the folder
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return InputFile(rel, digest.hexdigest(), bool(path.stat().st_mode & stat.S_IXUSR))
+
+
+def watched_paths(image: BaseImage | TeamImage) -> tuple[str, ...]:
+    """Root-relative paths (files or folders) whose change touches the image, for `plan --since`."""
+    if isinstance(image, BaseImage):
+        return (image.folder,)
+    spec = image.manifest
+    extra = [f"{image.folder}/{f.src}" for f in spec.files]
+    extra += [f"{image.folder}/{spec.smoke.job}"] if spec.smoke else []
+    return (image.source, *extra)

@@ -1,0 +1,97 @@
+"""`moka-images plan`: load the declarations, ask the test registry what exists, and decide every image."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from . import log, osbase, registries
+from .adapters import git
+from .adapters.registry import RegistryClient
+from .config.manifests import BaseImage, Declarations, input_files, load_declarations, watched_paths
+from .config.settings import Settings, load_settings
+from .errors import PlanRefused, ServiceError
+from .models import Digest, Environment
+from .plan.graph import Action, Graph, Node, Plan, Scope, make_plan, own_key, select, since
+from .recipes import team as team_recipe
+
+# Code whose change alters how images are built: `--since` re-evaluates the images it concerns.
+TEAM_RECIPE_PATHS = ("moka_images/recipes/team.py",)
+
+
+def graph_of(declarations: Declarations) -> Graph:
+    """Nodes for every declared image, with own keys over their declarations, input files and recipes."""
+    root, nodes = declarations.root, []
+    for image in declarations.images:
+        if isinstance(image, BaseImage):
+            recipe, paths, base = "", watched_paths(image), None
+        else:
+            recipe, paths, base = team_recipe.recipe_hash(), (*watched_paths(image), *TEAM_RECIPE_PATHS), image.base
+        key = own_key(image.key_declaration(), input_files(root, image), recipe)
+        nodes.append(Node(image.name, image.version, key, base, image.source, paths))
+    return Graph(nodes)
+
+
+def os_base_digest(settings: Settings) -> Digest:
+    """The pinned OS base (written by `moka-images dev up`)."""
+    return Digest(osbase.read_lock(settings).digest)
+
+
+def inventory(settings: Settings, client: RegistryClient, graph: Graph) -> dict[str, list[str]]:
+    """Existing tags of every image in the test registry."""
+    return {name: client.list_tags(settings.repository(name)) for name in graph.names}
+
+
+def resolve_skipped(settings: Settings, client: RegistryClient, plan: Plan) -> Plan:
+    """Settle the plan on the digests of up-to-date bases, so their dependents are decided for good."""
+    while todo := plan.to_resolve():
+        for image, tag in todo:
+            digest = client.head_manifest(settings.repository(image), tag)
+            if digest is None:
+                raise ServiceError(f"{settings.repository(image)}:{tag} was listed but is gone",
+                                   "someone is deleting tags in the test registry; run again")
+            plan = plan.settle(image, digest)
+    return plan
+
+
+def compute_plan(settings: Settings, *, since_rev: str | None = None, images: Sequence[str] = ()) -> Plan:
+    """The build plan for the checkout at settings.root against the test registry's inventory."""
+    with log.step("plan"):
+        declarations = load_declarations(settings.root)
+        graph = graph_of(declarations)
+        scopes: list[Scope] = []
+        if since_rev:
+            scopes.append(since(graph, git.changed_paths(settings.root, since_rev), since_rev))
+        if images:
+            scopes.append(select(graph, images))
+        client = registries.client(settings, Environment.TEST)
+        plan = make_plan(graph, os_base_digest(settings), inventory(settings, client, graph), scopes=scopes)
+        return resolve_skipped(settings, client, plan)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(profile=args.profile)
+    plan = compute_plan(settings, since_rev=args.since, images=args.images)
+    if args.json:
+        sys.stdout.write(json.dumps(plan.to_json(), indent=2) + "\n")
+    else:
+        # Piped output (CI logs) gets a wide table, so that reasons stay on one line and can be grepped.
+        Console(highlight=False, width=None if sys.stdout.isatty() else 250).print(plan.table())
+    refused = plan.by_action(Action.REFUSE)
+    if refused:
+        raise PlanRefused(f"{len(refused)} image(s) refused: {', '.join(d.image for d in refused)}",
+                          "each refusal's reason says what to change")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `plan`."""
+    parser = sub.add_parser("plan", help="show what a build would do with each image, and why")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="only these images (and the bases they need)")
+    parser.add_argument("--since", metavar="REV", help="only images whose inputs changed since this git revision")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.set_defaults(func=_run)

@@ -1,0 +1,230 @@
+"""A table of bad declarations: each names the exact file, field and the gist of the message (and fix)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from manifest_tree import BASES, TEAM, Tree
+
+from moka_images.config.manifests import load_declarations
+from moka_images.config.validation import MAX_YAML_BYTES
+from moka_images.errors import ManifestError
+
+ETL = "manifests/data-eng/etl-jobs.yaml"
+IMG = "images/spark/image.yaml"
+
+
+def team(**changes: Any) -> Callable[[Tree], None]:
+    """Write the team manifest with top-level changes (None removes a key)."""
+    def setup(t: Tree) -> None:
+        data = copy.deepcopy(TEAM)
+        for key, value in changes.items():
+            if value is None:
+                data.pop(key)
+            else:
+                data[key] = value
+        t.manifest(data)
+    return setup
+
+
+def nested(path: str, value: Any) -> Callable[[Tree], None]:
+    """Write the team manifest with one nested value set, e.g. nested("python.packages", [...])."""
+    def setup(t: Tree) -> None:
+        data = copy.deepcopy(TEAM)
+        *parents, last = path.split(".")
+        cursor = data
+        for part in parents:
+            cursor = cursor[int(part)] if isinstance(cursor, list) else cursor[part]
+        cursor[last] = value
+        t.manifest(data)
+    return setup
+
+
+def raw(text: str | bytes, rel: str = ETL) -> Callable[[Tree], None]:
+    return lambda t: t.write(rel, text) and None
+
+
+def symlink_out(t: Tree) -> None:
+    outside = t.write("../outside/secret.txt", "s3cr3t")
+    (t.root / "manifests/data-eng/leak.txt").symlink_to(outside)
+    team(files=[{"src": "leak.txt", "dest": "leak.txt"}])(t)
+
+
+def symlink_in_dir(t: Tree) -> None:
+    outside = t.write("../outside/id_rsa", "key")
+    (t.root / "manifests/data-eng/etl/key").symlink_to(outside)
+
+
+def symlink_dir_out(t: Tree) -> None:
+    (t.root / "manifests/data-eng/etc").symlink_to("/etc")
+    team(files=[{"src": "etc", "dest": "etc"}])(t)
+
+
+def duplicate_name(t: Tree) -> None:
+    t.manifest(TEAM, "manifests/data-eng/etl-jobs-copy.yaml")
+
+
+def outside_team_folder(t: Tree) -> None:
+    t.manifest(TEAM, "manifests/etl-jobs.yaml")
+
+
+def two_files(t: Tree) -> None:
+    team(version="one")(t)
+    other = {**copy.deepcopy(TEAM), "team": "ml-platform", "name": "features", "env": {"HOME": "/x"},
+             "files": [], "smoke": None}
+    del other["smoke"]
+    t.manifest(other, "manifests/ml-platform/features.yaml")
+
+
+def bases(**changes: Any) -> Callable[[Tree], None]:
+    def setup(t: Tree) -> None:
+        t.bases({**copy.deepcopy(BASES), **changes})
+    return setup
+
+
+def line(index: int, **changes: Any) -> Callable[[Tree], None]:
+    def setup(t: Tree) -> None:
+        data = copy.deepcopy(BASES)
+        data["lines"][index].update(changes)
+        t.bases(data)
+    return setup
+
+
+BOMB = "a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: &c [*b, *b, *b, *b]\nname: *c\n"
+
+# (id, setup, [(file, field, message part, fix part or None), ...])
+CASES: list[tuple[str, Callable[[Tree], None], list[tuple[str, str, str, str | None]]]] = [
+    ("unknown key, did you mean", team(pyton={"packages": []}),
+     [(ETL, "pyton", "unknown key", "did you mean `python`?")]),
+    ("unknown nested key", nested("smoke.timeout", 30),
+     [(ETL, "smoke.timeout", "unknown key", "did you mean `timeout_seconds`?")]),
+    ("build args are not a thing", team(build_args={"X": "1"}), [(ETL, "build_args", "unknown key", "allowed:")]),
+    ("team does not match folder", team(team="ml-platform"),
+     [(ETL, "team", "does not match the folder `manifests/data-eng/`", "set `team: data-eng`")]),
+    ("path traversal in src", team(files=[{"src": "../../etc/passwd", "dest": "passwd"}]),
+     [(ETL, "files.0.src", "leaves its folder through `..`", None)]),
+    ("absolute src", team(files=[{"src": "/etc/passwd", "dest": "passwd"}]),
+     [(ETL, "files.0.src", "is absolute", None)]),
+    ("symlink escaping the folder", symlink_out,
+     [(ETL, "files.0.src", "`leak.txt` is a symlink that leads outside manifests/data-eng/", "copy the file")]),
+    ("symlink inside a copied directory", symlink_in_dir,
+     [(ETL, "files.0.src", "`etl/key` is a symlink that leads outside", None)]),
+    ("symlinked directory escaping", symlink_dir_out,
+     [(ETL, "files.0.src", "`etc` is a symlink that leads outside", None)]),
+    ("missing src", team(files=[{"src": "nope.txt", "dest": "nope.txt"}]),
+     [(ETL, "files.0.src", "does not exist in manifests/data-eng/", None)]),
+    ("dest traversal", team(files=[{"src": "etl", "dest": "../../usr/bin"}]),
+     [(ETL, "files.0.dest", "leaves its folder", None)]),
+    ("dest reserved", team(files=[{"src": "etl", "dest": ".moka/x"}]), [(ETL, "files.0.dest", "reserved", None)]),
+    ("dest twice", team(files=[{"src": "etl", "dest": "a"}, {"src": "smoke", "dest": "a"}]),
+     [(ETL, "files", "`a` is a destination twice", None)]),
+    ("unpinned pip", nested("python.packages", ["pandas"]),
+     [(ETL, "python.packages.0", "`pandas` is not pinned", "pandas==<version>")]),
+    ("pip range", nested("python.packages", ["pandas>=2.0"]), [(ETL, "python.packages.0", "is a range", None)]),
+    ("pip URL", nested("python.packages", ["https://evil.example/x.whl"]),
+     [(ETL, "python.packages.0", "URLs, paths, options and spaces are not allowed", None)]),
+    ("pip direct reference", nested("python.packages", ["x@https://evil.example/x.whl"]),
+     [(ETL, "python.packages.0", "not a pin", None)]),
+    ("pip option", nested("python.packages", ["--index-url=http://127.0.0.1/simple"]),
+     [(ETL, "python.packages.0", "not a pin", None)]),
+    ("pip marker", nested("python.packages", ["pyyaml==6.0.2;python_version>'3'"]),
+     [(ETL, "python.packages.0", "markers and extras", None)]),
+    ("pip name not normalized", nested("python.packages", ["PyYAML==6.0.2"]),
+     [(ETL, "python.packages.0", "normalized (PEP 503)", "write `pyyaml==6.0.2`")]),
+    ("pip pyspark from the base", nested("python.packages", ["pyspark==3.5.1"]),
+     [(ETL, "python.packages.0", "comes from the base image", None)]),
+    ("pip pinned twice", nested("python.packages", ["pyyaml==6.0.2", "pyyaml==6.0.1"]),
+     [(ETL, "python.packages", "`pyyaml` is pinned twice", None)]),
+    ("apt without version", nested("apt.packages", ["jq"]),
+     [(ETL, "apt.packages.0", "`jq` is not pinned", "apt-cache policy jq")]),
+    ("apt name with shell", nested("apt.packages", ["jq;curl=1.0"]),
+     [(ETL, "apt.packages.0", "`jq;curl` is not a Debian package name", None)]),
+    ("apt version with shell", nested("apt.packages", ["jq=1.6$(reboot)"]),
+     [(ETL, "apt.packages.0", "is not a Debian version", None)]),
+    ("env value with shell", nested("env", {"ETL_MODE": "$(curl 127.0.0.1)"}),
+     [(ETL, "env.ETL_MODE", "character '$' is not allowed", None)]),
+    ("env value on two lines", nested("env", {"ETL_MODE": "a\nRUN rm -rf /"}),
+     [(ETL, "env.ETL_MODE", "character '\\n' is not allowed", None)]),
+    ("env value too long", nested("env", {"ETL_MODE": "x" * 600}), [(ETL, "env.ETL_MODE", "too long", None)]),
+    ("reserved env names", nested("env", {"PATH": "/tmp", "LD_PRELOAD": "/x.so", "SPARK_HOME": "/y"}),
+     [(ETL, "env.PATH", "reserved", None), (ETL, "env.LD_PRELOAD", "reserved", None),
+      (ETL, "env.SPARK_HOME", "reserved", None)]),
+    ("bad env name", nested("env", {"etl-mode": "x"}), [(ETL, "env.etl-mode", "not a valid variable name", None)]),
+    ("env value not a string", nested("env", {"ETL_DEBUG": True}), [(ETL, "env.ETL_DEBUG", "string", "quote")]),
+    ("unknown base, did you mean", team(base="spark-3.6"),
+     [(ETL, "base", "`spark-3.6` is not an approved base", "did you mean `spark-3.5`?")]),
+    ("unapproved base image", team(base="ubuntu"),
+     [(ETL, "base", "not an approved base", "approved: spark-3.5, spark-4.0")]),
+    ("bad semver", team(version="1.0"), [(ETL, "version", "not a semantic version", None)]),
+    ("semver with build metadata", team(version="1.0.0+abc"), [(ETL, "version", "image tag", None)]),
+    ("version read as a number", raw("version: 1.0\n" + "".join(
+        f"{k}: {v}\n" for k, v in TEAM.items() if k in ("name", "team", "base", "description"))),
+     [(ETL, "version", "valid string", "quote the value")]),
+    ("bad platform, did you mean", team(platforms=["linux/aarch64"]),
+     [(ETL, "platforms.0", "unsupported platform", "did you mean `linux/arm64`?")]),
+    ("platform twice", team(platforms=["linux/amd64", "linux/amd64"]), [(ETL, "platforms", "twice", None)]),
+    ("no platform", team(platforms=[]), [(ETL, "platforms", "at least 1", None)]),
+    ("bad name", team(name="ETL_Jobs"), [(ETL, "name", "not a valid name", None)]),
+    ("description breaks out of a label", team(description='x" LABEL evil="1'),
+     [(ETL, "description", "character '\"' is not allowed", None)]),
+    ("smoke job not python", nested("smoke.job", "etl/config.yaml"), [(ETL, "smoke.job", "not a Python file", None)]),
+    ("smoke job missing", nested("smoke.job", "smoke/none.py"), [(ETL, "smoke.job", "does not exist", None)]),
+    ("smoke timeout too short", nested("smoke.timeout_seconds", 5),
+     [(ETL, "smoke.timeout_seconds", "greater than or equal to 10", None)]),
+    ("YAML alias bomb", raw(BOMB), [(ETL, "", "aliases are not allowed", None)]),
+    ("oversize file", raw("# x\n" * (MAX_YAML_BYTES // 4 + 1)), [(ETL, "", "over the", None)]),
+    ("multiple documents", raw("name: a\n---\nname: b\n"), [(ETL, "", "expected one YAML document, found 2", None)]),
+    ("not a mapping", raw("- name: etl-jobs\n"), [(ETL, "", "expected a mapping at the top, got list", None)]),
+    ("duplicate key", raw("name: a\nname: b\n"), [(ETL, "", "duplicate key 'name'", None)]),
+    ("not YAML", raw("name: [unclosed\n"), [(ETL, "", "not valid YAML", None)]),
+    ("not UTF-8", raw(b"name: \xff\xfe\n"), [(ETL, "", "not UTF-8", None)]),
+    ("duplicate image names", duplicate_name,
+     [("manifests/data-eng/etl-jobs.yaml", "name", "also declared in manifests/data-eng/etl-jobs-copy.yaml", None)]),
+    ("manifest outside a team folder", outside_team_folder,
+     [("manifests/etl-jobs.yaml", "", "must be in its team's folder", None)]),
+    ("wrong extension", raw("name: x\n", "manifests/data-eng/x.yml"),
+     [("manifests/data-eng/x.yml", "", "end in .yaml", "rename it to x.yaml")]),
+    ("missing required fields", team(version=None, base=None),
+     [(ETL, "version", "required field is missing", None), (ETL, "base", "required field is missing", None)]),
+    ("several errors in one file", team(pyton={}, version="v1", env={"PATH": "/x"}, base="spark-9"),
+     [(ETL, "pyton", "unknown key", None), (ETL, "version", "semantic version", None),
+      (ETL, "env.PATH", "reserved", None), (ETL, "base", "not an approved base", None)]),
+    ("errors in several files together", two_files,
+     [(ETL, "version", "semantic version", None),
+      ("manifests/ml-platform/features.yaml", "env.HOME", "reserved", None)]),
+    ("spark version off its line", line(0, spark_version="3.4.1"),
+     [(IMG, "lines.0", "not on line 3.5", None)]),
+    ("spark line twice", line(1, line="3.5", spark_version="3.5.1"), [(IMG, "lines", "declared twice", None)]),
+    ("spark line unquoted", line(0, line=3.5), [(IMG, "lines.0.line", "valid string", "quote")]),
+    ("base dockerfile missing", bases(dockerfile="Containerfile"),
+     [(IMG, "dockerfile", "does not exist in images/spark/", None)]),
+    ("base name is not its folder", bases(name="sparky"), [(IMG, "name", "does not match the folder", None)]),
+    ("base matrix without lines", bases(lines=[]), [(IMG, "lines", "at least 1", None)]),
+]
+
+
+@pytest.mark.parametrize(("setup", "expected"), [pytest.param(s, e, id=i) for i, s, e in CASES])
+def test_bad_declarations(tree: Tree, setup: Callable[[Tree], None],
+                          expected: list[tuple[str, str, str, str | None]]) -> None:
+    setup(tree)
+    with pytest.raises(ManifestError) as caught:
+        load_declarations(tree.root)
+    problems = caught.value.problems
+    assert sorted((p.file, p.field) for p in problems) == sorted((f, fld) for f, fld, _, _ in expected), problems
+    for file, field, message, fix in expected:
+        found = [p for p in problems if (p.file, p.field) == (file, field)]
+        assert any(message in p.message for p in found), (message, found)
+        if fix is not None:
+            assert any(p.fix and fix in p.fix for p in found), (fix, found)
+
+
+def test_problems_name_the_file_relative_to_the_root(tree: Tree) -> None:
+    team(version="1")(tree)
+    with pytest.raises(ManifestError) as caught:
+        load_declarations(tree.root)
+    assert str(caught.value).startswith("1 problem(s) in the declarations:\n  - manifests/data-eng/etl-jobs.yaml: ")
+    assert os.fspath(tree.root) not in str(caught.value)
