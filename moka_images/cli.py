@@ -14,6 +14,7 @@ from .errors import MokaError
 COMMAND_MODULES = [
     "moka_images.stack",
     "moka_images.doctor",
+    "moka_images.scan",
     "moka_images.planning",
     "moka_images.signing",
 ]
