@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "moka_images.doctor",
     "moka_images.scan",
     "moka_images.planning",
+    "moka_images.build",
     "moka_images.signing",
 ]
 

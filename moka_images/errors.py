@@ -26,7 +26,7 @@ class ConfigError(MokaError):
 class ValidationProblem:
     """One problem in one file: file, dotted field path, message and optional fix."""
 
-    __slots__ = ("file", "field", "message", "fix")
+    __slots__ = ("field", "file", "fix", "message")
 
     def __init__(self, file: str, field: str, message: str, fix: str | None = None) -> None:
         self.file, self.field, self.message, self.fix = file, field, message, fix

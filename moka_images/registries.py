@@ -7,7 +7,6 @@ from .adapters.registry import RegistryClient
 from .config.settings import Settings
 from .models import Environment
 
-
 _tokens: dict[tuple[str, str, Environment], ecr.RegistryCredentials] = {}
 
 

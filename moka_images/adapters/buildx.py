@@ -81,12 +81,13 @@ def build_platform(
     return Digest(digest)
 
 
-def merge_index(target: ImageRef, sources: list[ImageRef], annotations: Mapping[str, str] | None = None) -> Digest:
-    """Make one multi-platform index from per-platform digests and push it under `target`'s tag."""
-    argv = ["docker", "buildx", "imagetools", "create", "-t", str(target)]
-    for key, value in (annotations or {}).items():
-        argv += ["--annotation", f"index:{key}={value}"]
-    argv += [str(s) for s in sources]
+def merge_index(target: ImageRef, sources: list[ImageRef]) -> Digest:
+    """Make one multi-platform index from per-platform digests and push it under `target`'s tag.
+
+    The docker driver's per-platform manifests are Docker media types, so the index is a Docker manifest list,
+    which has no annotations: the OCI labels in each platform's config carry the provenance instead.
+    """
+    argv = ["docker", "buildx", "imagetools", "create", "-t", str(target), *[str(s) for s in sources]]
     done = run.call(argv)
     match = re.search(r"pushing (sha256:[0-9a-f]{64}) to", done.stderr + done.stdout)
     if not match:

@@ -24,7 +24,7 @@ def native_platform() -> Platform:
 def debian_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
     """The Debian archive this machine's apt uses (never hard-coded: read from its sources)."""
     for path in sorted((sources_dir / "sources.list.d").glob("*.sources")):
-        for uri in re.findall(r"^URIs:\s*(\S+)", path.read_text(), flags=re.M):
+        for uri in re.findall(r"^URIs:\s*(\S+)", path.read_text(), flags=re.MULTILINE):
             if "security" not in uri and "debian" in uri:
                 return uri
     legacy = sources_dir / "sources.list"
@@ -60,7 +60,7 @@ def ensure_binfmt(platforms: list[Platform]) -> list[str]:
 
 
 def _flags(entry: Path) -> str:
-    match = re.search(r"^flags:\s*(\S*)", entry.read_text(), flags=re.M)
+    match = re.search(r"^flags:\s*(\S*)", entry.read_text(), flags=re.MULTILINE)
     return match.group(1) if match else ""
 
 

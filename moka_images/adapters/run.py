@@ -73,7 +73,7 @@ def call(
     full_env = {**os.environ, **(env or {})}
     try:
         proc = subprocess.run(
-            args, env=full_env, cwd=cwd, input=input_text, capture_output=True, text=True, timeout=timeout,
+            args, env=full_env, cwd=cwd, input=input_text, capture_output=True, text=True, timeout=timeout, check=False,
             stdin=subprocess.DEVNULL if input_text is None else None,
         )
     except subprocess.TimeoutExpired as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+
 from pydantic import Field, field_validator
 
 from ..errors import ConfigError, ManifestError, ValidationProblem

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every test, from a fresh machine: install what is missing, start the local stack, run unit tests first
+# (fast, no processes), then the integration and end-to-end tests against the real tools.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+bash scripts/bootstrap.sh
+.venv/bin/moka-images dev up
+.venv/bin/python -m pytest tests/unit -q -p no:cacheprovider
+.venv/bin/python -m pytest tests -q -p no:cacheprovider -m "integration or e2e" --durations=15 "$@"
