@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moka_images.adapters.services import Daemon, is_ready
+from moka_images.build import BuiltImage, build
 from moka_images.config.settings import Settings, load_settings
 from moka_images.models import Environment
 
@@ -25,3 +26,9 @@ def stack(settings: Settings) -> Settings:
     if down or not is_ready(Daemon("dockerd", [], ready_socket="/var/run/docker.sock")):
         pytest.fail(f"the local stack is not up (down: {', '.join(down) or 'dockerd'}); run `moka-images dev up`")
     return settings
+
+
+@pytest.fixture(scope="session")
+def built(stack: Settings) -> dict[str, BuiltImage]:
+    """Every declared image built into the test registry once per session (a no-op when already built)."""
+    return {image.image: image for image in build(stack)}
