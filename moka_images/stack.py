@@ -6,7 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from . import log, osbase, registries
+from . import keys, log, osbase, registries, scan
 from .adapters import host, run, services
 from .adapters.registry import is_local
 from .adapters.services import Daemon
@@ -127,9 +127,15 @@ def up(settings: Settings) -> None:
             registries.client(settings, env).ping()
             registries.login_tools(settings, env)
             log.info(f"{env}: {state} at {cfg.registry} (account {cfg.account})")
+    with log.step("signing keys"):
+        created = keys.ensure_keys(settings)
+        log.info("created keys for: " + (", ".join(map(str, created)) or "none (all present)"))
     with log.step("OS base image in the mirror"):
         lock = osbase.seed(settings)
         log.info(f"{lock.reference}@{lock.digest}")
+    with log.step("vulnerability databases in the mirror"):
+        vuln, java = scan.mirror_databases(settings, registries.mirror(settings))
+        log.info(f"trivy DB {vuln.short}, Java DB {java.short}")
 
 
 def down(settings: Settings) -> list[str]:

@@ -1,0 +1,272 @@
+"""cosign 2.x: key pairs, signatures and in-toto attestations on image digests, parsed into values.
+
+Nothing here talks to Rekor or Fulcio: keys come from files or a KMS, signing never uploads to a transparency
+log (`--tlog-upload=false`) and verifying never asks one (`--insecure-ignore-tlog=true`), so the only
+connections are to the registry (and the KMS, when the key lives there). Registry logins come from the docker
+config (`registries.login_tools`); stored attestations are read with our own registry client.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CommandFailed, ServiceError
+from ..models import Digest, ImageRef
+from . import run
+from .registry import RegistryClient
+
+KMS_SCHEMES = ("awskms://", "gcpkms://", "azurekms://", "hashivault://", "k8s://")
+IN_TOTO_PAYLOAD = "application/vnd.in-toto+json"
+DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
+# What cosign says when there is nothing (valid) to find: an answer, not a failure of the command.
+_NOTHING_VALID = ("no signatures found", "no matching signatures", "no signatures associated",
+                  "found no attestations", "no matching attestations", "none of the attestations matched")
+_TIMEOUT = 300.0
+
+
+def is_kms(key: str) -> bool:
+    """Whether a key reference names a KMS key (passed to cosign as it is) rather than a file."""
+    return key.startswith(KMS_SCHEMES)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How cosign reaches the registry and the key: plain HTTP for loopback, extra environment for the key."""
+
+    plain_http: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)  # COSIGN_PASSWORD, AWS_* for awskms://
+
+    def registry_flags(self) -> list[str]:
+        """Flags that let cosign use a plain-HTTP registry (only ever set for loopback registries)."""
+        return ["--allow-http-registry", "--allow-insecure-registry"] if self.plain_http else []
+
+
+@dataclass(frozen=True)
+class SignedPayload:
+    """What a verified cosign signature vouches for: the 'simple signing' payload."""
+
+    docker_reference: str
+    manifest_digest: Digest
+    annotations: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """The signatures that verified with one public key, or cosign's reason why none did."""
+
+    verified: tuple[SignedPayload, ...]
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """At least one signature verified."""
+        return bool(self.verified)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One subject of an in-toto statement: a name and its sha256 digest."""
+
+    name: str
+    digest: Digest | None
+
+
+@dataclass(frozen=True)
+class Statement:
+    """An in-toto statement: a predicate of some type about some subjects."""
+
+    statement_type: str
+    predicate_type: str
+    subjects: tuple[Subject, ...]
+    predicate: Mapping[str, Any]
+
+    def covers(self, digest: Digest) -> bool:
+        """Whether `digest` is one of the subjects."""
+        return any(s.digest == digest for s in self.subjects)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A DSSE envelope as cosign stores it in the `.att` tag: a payload and its signatures."""
+
+    payload_type: str
+    payload: bytes
+    signatures: tuple[str, ...]
+
+    def statement(self) -> Statement:
+        """The in-toto statement inside; ServiceError if it is not one."""
+        if self.payload_type != IN_TOTO_PAYLOAD:
+            raise ServiceError(f"attestation payload is {self.payload_type!r}, not {IN_TOTO_PAYLOAD}")
+        return parse_statement(self.payload)
+
+
+# ---- parsing (pure) ----------------------------------------------------------------------------
+
+
+def _json_values(text: str) -> list[Any]:
+    """Every JSON value in `text`, however cosign spaced them (one a line, or a bare array)."""
+    decoder, out, pos = json.JSONDecoder(), [], 0
+    text = text.strip()
+    while pos < len(text):
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise ServiceError(f"cosign printed something that is not JSON: {text[pos:pos + 120]!r}") from exc
+        out.append(value)
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return out
+
+
+def parse_envelopes(text: str) -> list[Envelope]:
+    """DSSE envelopes as stored in `.att` layers or printed by `cosign verify-attestation`."""
+    envelopes = []
+    for doc in _json_values(text):
+        try:
+            payload = base64.b64decode(doc["payload"], validate=True)
+            sigs = tuple(s.get("sig", "") for s in doc.get("signatures") or [])
+            envelopes.append(Envelope(doc["payloadType"], payload, sigs))
+        except (KeyError, TypeError, AttributeError, binascii.Error) as exc:
+            raise ServiceError(f"cosign printed an attestation that is not a DSSE envelope ({exc})") from exc
+    return envelopes
+
+
+def parse_statement(payload: bytes) -> Statement:
+    """An in-toto statement from a DSSE payload."""
+    try:
+        doc = json.loads(payload)
+        subjects = tuple(
+            Subject(s.get("name", ""), Digest("sha256:" + s["digest"]["sha256"]) if "sha256" in s.get("digest", {})
+                    else None)
+            for s in doc.get("subject") or [])
+        predicate = doc.get("predicate")
+        if not isinstance(predicate, dict):
+            raise TypeError("the predicate is not a JSON object")
+        return Statement(doc["_type"], doc["predicateType"], subjects, predicate)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ServiceError(f"attestation payload is not an in-toto statement ({exc})") from exc
+
+
+def parse_signatures(text: str) -> list[SignedPayload]:
+    """The simple-signing payloads that `cosign verify` prints for the signatures that verified."""
+    out = []
+    for doc in _json_values(text):
+        for item in doc if isinstance(doc, list) else [doc]:
+            try:
+                critical = item["critical"]
+                out.append(SignedPayload(critical["identity"]["docker-reference"],
+                                         Digest(critical["image"]["docker-manifest-digest"]),
+                                         item.get("optional") or {}))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ServiceError(f"cosign verify printed an unexpected payload ({exc})") from exc
+    return out
+
+
+def _nothing_valid(stderr: str) -> str | None:
+    """cosign's own sentence when it found nothing valid, else None (a real failure)."""
+    for line in stderr.splitlines():
+        if line.startswith("Error:") and any(m in line for m in _NOTHING_VALID):
+            return line.removeprefix("Error:").strip()
+    return None
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+
+def _digest(ref: ImageRef) -> Digest:
+    if ref.digest is None:
+        raise ValueError(f"{ref} is not pinned to a digest; cosign is only ever pointed at digests")
+    return ref.digest
+
+
+def _pinned(ref: ImageRef) -> str:
+    return f"{ref.name}@{_digest(ref)}"
+
+
+def _call(argv: list[str], opts: Options, *, check: bool = True) -> run.Completed:
+    return run.call(argv, env=dict(opts.env), timeout=_TIMEOUT, check=check,
+                    hint="cosign reads registry logins from the docker config; keys come from moka.yaml")
+
+
+def generate_key_pair(private: Path, public: Path, password: str) -> None:
+    """Write a new encrypted key pair to `private` and `public` (cosign names them itself, so via a temp dir)."""
+    private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    public.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.TemporaryDirectory(dir=private.parent, prefix=".keygen-") as tmp:
+        run.call(["cosign", "generate-key-pair", "--output-key-prefix", "cosign"], cwd=Path(tmp),
+                 env={"COSIGN_PASSWORD": password}, timeout=_TIMEOUT)
+        os.replace(Path(tmp) / "cosign.pub", public)
+        os.replace(Path(tmp) / "cosign.key", private)
+
+
+def public_key(key: str, opts: Options) -> str:
+    """The PEM public key of a signing key (a file, with its password, or a KMS key)."""
+    return _call(["cosign", "public-key", "--key", key], opts).stdout
+
+
+def sign(ref: ImageRef, key: str, opts: Options) -> None:
+    """Sign the manifest at `ref`'s digest; cosign adds the signature to the `sha256-<hex>.sig` tag."""
+    _call(["cosign", "sign", "--key", key, "--tlog-upload=false", "--yes", *opts.registry_flags(), _pinned(ref)],
+          opts)
+
+
+def verify(ref: ImageRef, public: str, opts: Options) -> SignatureCheck:
+    """Signatures on `ref`'s digest that verify with `public`."""
+    done = _call(["cosign", "verify", "--key", public, "--insecure-ignore-tlog=true", *opts.registry_flags(),
+                  _pinned(ref)], opts, check=False)
+    if done.returncode == 0:
+        return SignatureCheck(tuple(parse_signatures(done.stdout)))
+    reason = _nothing_valid(done.stderr)
+    if reason is None:
+        raise CommandFailed(done.argv, done.returncode, done.stderr.strip()[-2000:])
+    return SignatureCheck((), reason)
+
+
+def attest(ref: ImageRef, key: str, predicate_type: str, predicate: Path, opts: Options, *,
+           replace: bool = False) -> None:
+    """Sign an in-toto statement of `predicate` about `ref`'s digest and append it to the `.att` tag.
+
+    `replace` drops earlier attestations of the same type first. Either way cosign rewrites the `.att` tag,
+    which is why immutable-tag repositories exempt `sha256-*` tags.
+    """
+    _call(["cosign", "attest", "--key", key, "--type", predicate_type, "--predicate", str(predicate),
+           "--tlog-upload=false", "--yes", f"--replace={str(replace).lower()}", *opts.registry_flags(),
+           _pinned(ref)], opts)
+
+
+def attestation_tag(digest: Digest) -> str:
+    """The tag under which cosign keeps the attestations of `digest` (its signatures: `.sig`)."""
+    return f"sha256-{digest.hex}.att"
+
+
+def stored_attestations(client: RegistryClient, ref: ImageRef) -> list[Envelope]:
+    """Every attestation stored for `ref`'s digest, oldest first, NOT verified.
+
+    Read from the `.att` manifest (one DSSE layer per attestation, appended in order) rather than through
+    `cosign download attestation`, which does not keep that order.
+    """
+    tag = attestation_tag(_digest(ref))
+    if client.head_manifest(ref.repository, tag) is None:
+        return []
+    layers = client.get_manifest(ref.repository, tag).json.get("layers") or []
+    return [envelope for layer in layers if layer.get("mediaType") == DSSE_LAYER
+            for envelope in parse_envelopes(client.get_blob(ref.repository, Digest(layer["digest"])).decode())]
+
+
+def verify_attestations(ref: ImageRef, public: str, predicate_type: str, opts: Options) -> list[Envelope]:
+    """Attestations of `predicate_type` on `ref`'s digest whose signature verifies with `public`."""
+    done = _call(["cosign", "verify-attestation", "--key", public, "--type", predicate_type,
+                  "--insecure-ignore-tlog=true", *opts.registry_flags(), _pinned(ref)], opts, check=False)
+    if done.returncode == 0:
+        return parse_envelopes(done.stdout)
+    if _nothing_valid(done.stderr) is None:
+        raise CommandFailed(done.argv, done.returncode, done.stderr.strip()[-2000:])
+    return []
