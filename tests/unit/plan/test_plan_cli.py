@@ -63,7 +63,7 @@ def test_plan_json_on_an_empty_registry(world: dict, capsys: pytest.CaptureFixtu
 def test_plan_resolves_up_to_date_bases_and_refuses_an_unbumped_change(
         world: dict, capsys: pytest.CaptureFixture[str]) -> None:
     graph = planning.graph_of(load_declarations(ROOT))
-    spark_tag = str(BuildTag.make("1.0.0", graph.node("spark-3.5").own_key, OS))
+    spark_tag = str(BuildTag.make(graph.node("spark-3.5").version, graph.node("spark-3.5").own_key, OS))
     stale_etl = str(BuildTag.make("1.0.0", "f" * 64, SPARK35))
     world.update({"moka/spark-3.5": {spark_tag: SPARK35, "latest": SPARK35},
                   "moka/data-eng/etl-jobs": {stale_etl: Digest("sha256:" + "e" * 64)}})
