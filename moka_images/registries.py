@@ -11,9 +11,9 @@ _tokens: dict[tuple[str, str, Environment], ecr.RegistryCredentials] = {}
 
 
 def credentials(settings: Settings, environment: Environment) -> ecr.RegistryCredentials:
-    """ECR token credentials of an environment, fetched once per process."""
+    """ECR token credentials of an environment, fetched once per process and again when about to expire."""
     key = (settings.profile, settings.env(environment).account, environment)
-    if key not in _tokens:
+    if key not in _tokens or _tokens[key].expiring():
         _tokens[key] = ecr.registry_credentials(settings, settings.env(environment))
     return _tokens[key]
 

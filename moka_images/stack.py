@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 
 from . import keys, log, osbase, registries, scan
@@ -89,6 +90,35 @@ def registry_daemon(settings: Settings, name: str, address: str, htpasswd: Path 
     return Daemon(f"registry-{name}", ["docker-registry", "serve", str(config)], ready_url=f"http://{address}/v2/")
 
 
+GATE_BACKEND_OFFSET = 1000
+
+
+def backend_address(address: str) -> str:
+    """Where the real registry behind an environment's gate listens: loopback, the gate's port + 1000."""
+    return f"127.0.0.1:{int(_port(address).rsplit(':', 1)[1]) + GATE_BACKEND_OFFSET}"
+
+
+def gate_faults(settings: Settings, name: str) -> Path:
+    """The fault file an environment's gate re-reads (absent: no faults); written by `registry_gate.Faults`."""
+    return run_dir(settings) / f"gate-{name}.faults.json"
+
+
+def gate_daemon(settings: Settings, name: str, address: str) -> Daemon:
+    """The registry gate on an environment's address: ECR's tag immutability in front of its registry."""
+    return Daemon(f"gate-{name}", [
+        sys.executable, "-m", "moka_images.adapters.registry_gate", "--listen", _port(address),
+        "--backend", backend_address(address), "--faults", str(gate_faults(settings, name)),
+    ], ready_url=f"http://{address}/v2/")
+
+
+def _ensure_in_place(daemon: Daemon, rd: Path) -> str:
+    """`services.ensure`, after stopping a daemon of ours of that name that no longer answers where it should
+    (an environment's registry from before the gate, still serving the gate's port)."""
+    if services.started_pid(rd, daemon.name) is not None and not services.is_ready(daemon):
+        services.stop(rd, daemon.name)
+    return services.ensure(daemon, rd)
+
+
 def write_htpasswd(path: Path, username: str, password: str) -> None:
     """bcrypt htpasswd file holding exactly one user (ECR's `AWS` and the account's token)."""
     out = run.call(["htpasswd", "-Bbn", username, password], quiet=True).stdout.strip()
@@ -123,10 +153,13 @@ def up(settings: Settings) -> None:
             creds = registries.credentials(settings, env)
             htpasswd = settings.home / "registries" / env.value / "htpasswd"
             write_htpasswd(htpasswd, creds.username, creds.password)
-            state = services.ensure(registry_daemon(settings, env.value, cfg.registry, htpasswd), rd)
+            backend = registry_daemon(settings, env.value, backend_address(cfg.registry), htpasswd)
+            _ensure_in_place(backend, rd)
+            state = _ensure_in_place(gate_daemon(settings, env.value, cfg.registry), rd)
             registries.client(settings, env).ping()
             registries.login_tools(settings, env)
-            log.info(f"{env}: {state} at {cfg.registry} (account {cfg.account})")
+            log.info(f"{env}: {state} at {cfg.registry} (account {cfg.account}), registry behind the gate at "
+                     f"{backend_address(cfg.registry)}")
     with log.step("signing keys"):
         created = keys.ensure_keys(settings)
         log.info("created keys for: " + (", ".join(map(str, created)) or "none (all present)"))
@@ -141,7 +174,8 @@ def up(settings: Settings) -> None:
 def down(settings: Settings) -> list[str]:
     """Stop what `up` started, newest first; returns the names stopped."""
     rd = run_dir(settings)
-    names = [f"registry-{e.value}" for e in reversed(Environment)] + ["registry-mirror", MOTO, "dockerd"]
+    envs = [name for e in reversed(Environment) for name in (f"gate-{e.value}", f"registry-{e.value}")]
+    names = [*envs, "registry-mirror", MOTO, "dockerd"]
     return [name for name in names if services.stop(rd, name)]
 
 

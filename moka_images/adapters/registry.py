@@ -91,16 +91,18 @@ class RegistryClient:
         self.bytes_sent = 0
 
     # --- transport -----------------------------------------------------------------------------------
-    def _request(self, method: str, url: str, *, scope: str = "", **kw: Any) -> requests.Response:
+    def _request(self, method: str, url: str, *, scope: str = "", retry: bool = True,
+                 **kw: Any) -> requests.Response:
         url = url if url.startswith("http") else self.base + url
         kw.setdefault("timeout", self.timeout)
-        for attempt in range(self.retries + 1):
+        retries = self.retries if retry else 0
+        for attempt in range(retries + 1):
             headers = dict(kw.pop("headers", None) or {})
             self._authorize(headers, scope)
             try:
                 resp = self._session.request(method, url, headers=headers, **kw)
             except requests.ConnectionError as exc:
-                if attempt == self.retries or not _rewindable(kw):
+                if attempt == retries or not _rewindable(kw):
                     raise ServiceError(f"registry {self.registry} is not reachable: {exc.__class__.__name__}",
                                        "is the stack up? `moka-images dev up`") from exc
                 self._backoff(attempt, None)
@@ -109,7 +111,7 @@ class RegistryClient:
             if resp.status_code == 401 and self._login(resp, scope):
                 kw["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
                 continue
-            if resp.status_code in _RETRY_STATUS and attempt < self.retries and _rewindable(kw):
+            if resp.status_code in _RETRY_STATUS and attempt < retries and _rewindable(kw):
                 self._backoff(attempt, resp.headers.get("Retry-After"))
                 kw["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
                 continue
@@ -248,16 +250,33 @@ class RegistryClient:
             raise ValueError("a streamed blob needs its digest and size")
         if self.blob_exists(repository, digest):
             return digest
-        start = self._request("POST", f"/v2/{repository}/blobs/uploads/", scope=repository)
-        self._check(start, f"start upload to {repository}")
-        location = _absolute(self.base, start.headers["Location"])
-        sep = "&" if "?" in location else "?"
-        body: Any = data if isinstance(data, bytes) else _chunks(data)
-        resp = self._request("PUT", f"{location}{sep}digest={digest}", scope=repository, data=body,
-                             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
-        self._check(resp, f"upload blob {digest.short} to {repository}")
-        self.bytes_sent += size
-        return digest
+        # A failed PUT leaves its upload session unusable, so every attempt opens a new one; a stream is
+        # replayed from where it started when it can seek, otherwise the caller retries the whole blob.
+        origin = None if isinstance(data, bytes) else (data.tell() if data.seekable() else None)
+        for attempt in range(self.retries + 1):
+            start = self._request("POST", f"/v2/{repository}/blobs/uploads/", scope=repository)
+            self._check(start, f"start upload to {repository}")
+            location = _absolute(self.base, start.headers["Location"])
+            sep = "&" if "?" in location else "?"
+            body: Any = data if isinstance(data, bytes) else _Upload(data, size)
+            last = attempt == self.retries or (not isinstance(data, bytes) and origin is None)
+            try:
+                resp = self._request("PUT", f"{location}{sep}digest={digest}", scope=repository, data=body,
+                                     retry=False, headers={"Content-Type": "application/octet-stream",
+                                                           "Content-Length": str(size)})
+            except ServiceError:
+                if last:
+                    raise
+                resp = None
+            if resp is not None and (resp.status_code < 400 or last or
+                                     resp.status_code not in (*_RETRY_STATUS, 404)):
+                self._check(resp, f"upload blob {digest.short} to {repository}")
+                self.bytes_sent += size
+                return digest
+            self._backoff(attempt, resp.headers.get("Retry-After") if resp is not None else None)
+            if origin is not None and not isinstance(data, bytes):
+                data.seek(origin)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> Digest:
         """Store a manifest under a tag or its digest; returns its digest."""
@@ -273,12 +292,22 @@ class RegistryClient:
 
 
 def _rewindable(kw: dict[str, Any]) -> bool:
-    return not isinstance(kw.get("data"), Iterator)
+    return not isinstance(kw.get("data"), Iterator | _Upload)
 
 
-def _chunks(stream: BinaryIO) -> Iterator[bytes]:
-    while chunk := stream.read(CHUNK):
-        yield chunk
+class _Upload:
+    """A streamed blob body of known size: sent with Content-Length (a bare generator would go chunked, which
+    registries reject next to a Content-Length) and never replayed by a retry."""
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self.stream, self.size = stream, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.stream.read(CHUNK):
+            yield chunk
 
 
 def _absolute(base: str, location: str) -> str:

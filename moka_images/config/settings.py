@@ -34,6 +34,7 @@ class EcrSettings(Strict):
     endpoint: str | None = None
     lifecycle_keep_prerelease: int = Field(default=20, ge=1)
     lifecycle_expire_untagged_days: int = Field(default=7, ge=1)
+    kms_key: str | None = Field(default=None, description="KMS key ARN for repositories (default: the AWS-managed key)")
 
 
 class OsBaseSettings(Strict):
