@@ -17,14 +17,14 @@ from pathlib import Path
 import semver
 from rich.table import Table
 
-from . import log, registries
-from .adapters import buildx, git, wheelhouse
+from . import log, metrics, registries
+from .adapters import buildx, ecr, git, wheelhouse
 from .adapters.registry import RegistryClient
 from .config.manifests import BaseImage, TeamImage, load_declarations, team_files
 from .config.settings import Settings, load_settings
-from .errors import PlanRefused
+from .errors import ConfigError, PlanRefused
 from .models import Digest, Environment, ImageRef, Platform
-from .plan.graph import Action, BuildTag, Decision, rolling_tags
+from .plan.graph import Action, BuildTag, Decision, Plan, rolling_tags
 from .planning import compute_plan
 from .recipes import team as team_recipe
 
@@ -48,15 +48,27 @@ class BuiltImage:
                 "platforms": {str(p): str(d) for p, d in self.platforms.items()}, "action": self.action.value}
 
 
+@dataclass(frozen=True)
+class ArchBuild:
+    """One platform of an image, pushed to the test registry under its per-arch tag (`build --platform`)."""
+
+    image: str
+    version: str
+    tag: str  # `<build tag>-<arch>`
+    platform: Platform
+    digest: Digest
+    action: Action  # BUILD, or SKIP when the per-arch tag was there already
+
+    def to_json(self) -> dict[str, object]:
+        """Plain data for `--json`."""
+        return {"image": self.image, "version": self.version, "tag": self.tag, "platform": str(self.platform),
+                "digest": str(self.digest), "action": self.action.value}
+
+
 def build(settings: Settings, *, images: Sequence[str] = (), since_rev: str | None = None,
           jobs: int = 2) -> list[BuiltImage]:
     """Build what the plan says, in dependency order; returns every image in scope with its digests."""
-    plan = compute_plan(settings, since_rev=since_rev, images=images)
-    refused = plan.by_action(Action.REFUSE)
-    if refused:
-        raise PlanRefused("the plan refuses: " + "; ".join(f"{d.image}: {d.reason}" for d in refused),
-                          "fix what each reason says, then build again")
-    log.console().print(plan.table())
+    plan = _checked_plan(settings, images, since_rev)
     declarations = load_declarations(settings.root)
     client = registries.client(settings, Environment.TEST)
     registries.login_tools(settings, Environment.TEST)
@@ -69,28 +81,106 @@ def build(settings: Settings, *, images: Sequence[str] = (), since_rev: str | No
             for name, future in futures.items():
                 results[name] = future.result()
                 plan = plan.settle(name, results[name].digest)
+    return _with_skipped(settings, client, plan, results)
+
+
+def build_platform(settings: Settings, platform: Platform, *, images: Sequence[str] = (),
+                   since_rev: str | None = None, jobs: int = 2) -> tuple[list[ArchBuild], list[str]]:
+    """One platform of every image the plan builds whose base is known, pushed under its per-arch tag.
+
+    For CI, one runner per platform, natively; `merge` then makes the indexes. An image built on a base that
+    is itself rebuilt in this plan waits for that base's index: it is returned by name, and the next
+    `build --platform` after the merge builds it. A per-arch tag already there is kept (a rerun builds nothing).
+    """
+    if platform not in settings.platform_list():
+        raise ConfigError(f"{platform} is not one of the configured platforms ({', '.join(settings.platforms)})",
+                          "platforms come from moka.yaml (or MOKA_PLATFORMS)")
+    plan = _checked_plan(settings, images, since_rev)
+    declarations = load_declarations(settings.root)
+    client = registries.client(settings, Environment.TEST)
+    registries.login_tools(settings, Environment.TEST)
+    revision = git.head_revision(settings.root)
+    ready = [d for d in plan.by_action(Action.BUILD) if not d.pending
+             and platform in _platforms(settings, declarations.get(d.image))]
+
+    def one(decision: Decision) -> ArchBuild:
+        assert decision.tag
+        image, tag = declarations.get(decision.image), f"{decision.tag}-{platform.arch}"
+        found = client.head_manifest(settings.repository(image.name), tag)
+        if found is not None:
+            return ArchBuild(image.name, image.version, tag, platform, found, Action.SKIP)
+        with log.step(f"build {image.name} {decision.tag} {platform}", reason=decision.reason):
+            digest = _build_arch(settings, image, decision, platform, _labels(settings, image, decision, revision))
+        return ArchBuild(image.name, image.version, tag, platform, digest, Action.BUILD)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        built = list(pool.map(one, ready))
+    return built, [d.image for d in plan.by_action(Action.BUILD) if d.pending]
+
+
+def merge(settings: Settings, *, images: Sequence[str] = (), since_rev: str | None = None
+          ) -> tuple[list[BuiltImage], list[str]]:
+    """Make the index of each image whose base is known from its per-arch builds, and move its rolling tags.
+
+    Returns every image in scope as it now stands, and the images still waiting for a base (build their
+    platforms, then merge again). An image ready to merge but missing a platform is an error naming it.
+    """
+    plan = _checked_plan(settings, images, since_rev)
+    declarations = load_declarations(settings.root)
+    client = registries.client(settings, Environment.TEST)
+    registries.login_tools(settings, Environment.TEST)
+    ready = [d for d in plan.by_action(Action.BUILD) if not d.pending]
+    found = {d.image: {p: client.head_manifest(settings.repository(d.image), f"{d.tag}-{p.arch}")
+                       for p in _platforms(settings, declarations.get(d.image))} for d in ready}
+    missing = [f"{name} {p}" for name, arches in found.items() for p, digest in arches.items() if digest is None]
+    if missing:
+        raise PlanRefused(f"not built yet: {', '.join(missing)}",
+                          "run `moka-images build --platform OS/ARCH` for each missing platform, then merge again")
+    results: dict[str, BuiltImage] = {}
+    for d in ready:
+        assert d.tag
+        per_arch = {p: digest for p, digest in found[d.image].items() if digest is not None}
+        with log.step(f"merge {d.image} {d.tag}"):
+            index = _merge(settings, client, declarations.get(d.image), d.tag, per_arch)
+        results[d.image] = BuiltImage(d.image, d.version, d.tag, index, per_arch, Action.BUILD)
+    return _with_skipped(settings, client, plan, results), [d.image for d in plan.by_action(Action.BUILD) if d.pending]
+
+
+def _checked_plan(settings: Settings, images: Sequence[str], since_rev: str | None) -> Plan:
+    plan = compute_plan(settings, since_rev=since_rev, images=images)
+    refused = plan.by_action(Action.REFUSE)
+    if refused:
+        raise PlanRefused("the plan refuses: " + "; ".join(f"{d.image}: {d.reason}" for d in refused),
+                          "fix what each reason says, then build again")
+    log.console().print(plan.table())
+    return plan
+
+
+def _with_skipped(settings: Settings, client: RegistryClient, plan: Plan,
+                  results: dict[str, BuiltImage]) -> list[BuiltImage]:
+    """The results, plus each image the plan skips that has a build, in plan order; their sizes as metrics."""
     for d in plan.decisions:
         if d.action is Action.SKIP and d.tag and d.image not in results:
             manifest = client.get_manifest(settings.repository(d.image), d.tag)
             results[d.image] = BuiltImage(d.image, d.version, d.tag, manifest.digest, manifest.platforms(),
                                           Action.SKIP)
-    return [results[d.image] for d in plan.decisions if d.image in results]
+    out = [results[d.image] for d in plan.decisions if d.image in results]
+    for r in out:
+        for platform, digest in r.platforms.items():
+            manifest = client.get_manifest(settings.repository(r.image), str(digest))
+            metrics.set_gauge(metrics.IMAGE_SIZE, metrics.image_bytes(manifest.json), image=r.image,
+                              version=r.version, platform=str(platform))
+    return out
 
 
-def _build_one(settings: Settings, client: RegistryClient, image: BaseImage | TeamImage, decision: Decision,
-               revision: str) -> BuiltImage:
-    assert decision.tag and decision.base_digest  # settled: the base is known
-    repo = settings.repository(image.name)
-    registry = settings.env(Environment.TEST).registry
-    platforms = [p for p in settings.platform_list()
-                 if isinstance(image, BaseImage) or p in image.platforms]
-    if isinstance(image, BaseImage):
-        base = ImageRef(settings.mirror, settings.os_base.repository, digest=decision.base_digest)
-        base_name = f"{settings.mirror}/{settings.os_base.repository}"
-    else:
-        base = ImageRef(registry, settings.repository(image.base), digest=decision.base_digest)
-        base_name = image.base
-    labels = {
+def _platforms(settings: Settings, image: BaseImage | TeamImage) -> list[Platform]:
+    return [p for p in settings.platform_list() if isinstance(image, BaseImage) or p in image.platforms]
+
+
+def _labels(settings: Settings, image: BaseImage | TeamImage, decision: Decision, revision: str) -> dict[str, str]:
+    assert decision.tag and decision.base_digest
+    base_name = image.base if isinstance(image, TeamImage) else f"{settings.mirror}/{settings.os_base.repository}"
+    return {
         "org.opencontainers.image.title": image.name,
         "org.opencontainers.image.version": image.version,
         "org.opencontainers.image.revision": revision,
@@ -101,22 +191,49 @@ def _build_one(settings: Settings, client: RegistryClient, image: BaseImage | Te
         "dev.moka-images.build-tag": decision.tag,
         "dev.moka-images.own-key": decision.own_key,
     }
-    per_arch: dict[Platform, Digest] = {}
+
+
+def _build_one(settings: Settings, client: RegistryClient, image: BaseImage | TeamImage, decision: Decision,
+               revision: str) -> BuiltImage:
+    assert decision.tag and decision.base_digest  # settled: the base is known
+    labels = _labels(settings, image, decision, revision)
     with log.step(f"build {image.name} {decision.tag}", reason=decision.reason):
-        for platform in platforms:
-            with tempfile.TemporaryDirectory(prefix="moka-context-") as tmp:
-                context = Path(tmp)
-                dockerfile = _prepare_context(settings, image, platform, context)
-                args = {"BASE": str(base), **(image.build_args if isinstance(image, BaseImage) else {})}
-                target = ImageRef(registry, repo, f"{decision.tag}-{platform.arch}")
-                with log.step(f"{image.name} {platform}"):
-                    per_arch[platform] = buildx.build_platform(
-                        context, platform, target, dockerfile=dockerfile, build_args=args, labels=labels,
-                        on_line=buildx.log_line(f"[{image.name} {platform.arch}]"))
-        index = buildx.merge_index(ImageRef(registry, repo, decision.tag),
-                                   [ImageRef(registry, repo, digest=d) for d in per_arch.values()])
-        _move_rolling_tags(client, repo, image.version, index)
+        repo = settings.repository(image.name)
+        # A per-arch tag is immutable and content-derived: one left by an interrupted build is this build.
+        per_arch = {p: client.head_manifest(repo, f"{decision.tag}-{p.arch}")
+                    or _build_arch(settings, image, decision, p, labels) for p in _platforms(settings, image)}
+        index = _merge(settings, client, image, decision.tag, per_arch)
     return BuiltImage(image.name, image.version, decision.tag, index, per_arch, Action.BUILD)
+
+
+def _build_arch(settings: Settings, image: BaseImage | TeamImage, decision: Decision, platform: Platform,
+                labels: dict[str, str]) -> Digest:
+    """Build one platform and push it under `<build tag>-<arch>`; returns its manifest digest."""
+    assert decision.tag and decision.base_digest
+    registry = settings.env(Environment.TEST).registry
+    ecr.ensure_repository(settings, Environment.TEST, settings.repository(image.name))
+    if isinstance(image, BaseImage):
+        base = ImageRef(settings.mirror, settings.os_base.repository, digest=decision.base_digest)
+    else:
+        base = ImageRef(registry, settings.repository(image.base), digest=decision.base_digest)
+    with tempfile.TemporaryDirectory(prefix="moka-context-") as tmp:
+        context = Path(tmp)
+        dockerfile = _prepare_context(settings, image, platform, context)
+        args = {"BASE": str(base), **(image.build_args if isinstance(image, BaseImage) else {})}
+        target = ImageRef(registry, settings.repository(image.name), f"{decision.tag}-{platform.arch}")
+        with log.step(f"{image.name} {platform}"):
+            return buildx.build_platform(context, platform, target, dockerfile=dockerfile, build_args=args,
+                                         labels=labels, on_line=buildx.log_line(f"[{image.name} {platform.arch}]"))
+
+
+def _merge(settings: Settings, client: RegistryClient, image: BaseImage | TeamImage, tag: str,
+           per_arch: dict[Platform, Digest]) -> Digest:
+    """The index of the per-arch manifests (in platform order, so every merge of them is the same), tagged."""
+    registry, repo = settings.env(Environment.TEST).registry, settings.repository(image.name)
+    index = buildx.merge_index(ImageRef(registry, repo, tag),
+                               [ImageRef(registry, repo, digest=per_arch[p]) for p in sorted(per_arch)])
+    _move_rolling_tags(client, repo, image.version, index)
+    return index
 
 
 def _prepare_context(settings: Settings, image: BaseImage | TeamImage, platform: Platform, context: Path) -> Path:
@@ -178,13 +295,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--since", metavar="REV", help="only images whose inputs changed since this revision")
     parser.add_argument("--jobs", type=int, default=2, help="images built at once (default 2)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--platform", type=_platform_arg, metavar="OS/ARCH",
+                       help="build only this platform, pushed under per-arch tags (one CI runner per platform)")
+    split.add_argument("--merge", action="store_true",
+                       help="make each image's index from its per-arch builds (after --platform for every platform)")
     parser.set_defaults(func=_run)
 
 
+def _platform_arg(text: str) -> Platform:
+    try:
+        return Platform.parse(text)
+    except ConfigError as exc:  # argparse reports only its own error types as usage errors
+        raise argparse.ArgumentTypeError(f"{exc.message} ({exc.hint})") from None
+
+
 def _run(args: argparse.Namespace) -> int:
-    results = build(load_settings(profile=args.profile), images=args.images, since_rev=args.since, jobs=args.jobs)
-    if args.json:
-        sys.stdout.write(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+    settings = load_settings(profile=args.profile)
+    if args.platform:
+        arch, waiting = build_platform(settings, args.platform, images=args.images, since_rev=args.since,
+                                       jobs=args.jobs)
+        doc: object = {"platform": str(args.platform), "images": [a.to_json() for a in arch], "waiting": waiting}
+        table = Table("image", "version", "action", "per-arch tag", "digest", title=f"{args.platform} in test",
+                      title_justify="left")
+        for a in arch:
+            table.add_row(a.image, a.version, a.action.value, a.tag, a.digest.short)
+    elif args.merge:
+        results, waiting = merge(settings, images=args.images, since_rev=args.since)
+        doc, table = {"images": [r.to_json() for r in results], "waiting": waiting}, results_table(results)
     else:
-        log.console().print(results_table(results))
+        results, waiting = build(settings, images=args.images, since_rev=args.since, jobs=args.jobs), []
+        doc, table = [r.to_json() for r in results], results_table(results)
+    if waiting:
+        log.info(f"waiting for their base's index (merge, then build again): {', '.join(waiting)}")
+    if args.json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        log.console().print(table)
     return 0

@@ -6,18 +6,25 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from . import log
+from . import log, metrics
 from .errors import MokaError
 
 # Each module exposes register(subparsers): it adds its subcommands and sets `func(args) -> int`.
 COMMAND_MODULES = [
     "moka_images.stack",
     "moka_images.doctor",
+    "moka_images.smoke.cli",
     "moka_images.scan",
     "moka_images.planning",
     "moka_images.build",
+    "moka_images.pipeline",
     "moka_images.signing",
+    "moka_images.promote",
+    "moka_images.status",
+    "moka_images.rescan",
+    "moka_images.report",
 ]
 
 
@@ -26,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moka-images", description=__doc__)
     parser.add_argument("--profile", help="settings profile from moka.yaml (default: MOKA_PROFILE or default_profile)")
     parser.add_argument("--log-format", choices=["text", "json"], default=None, help="log lines as text or JSON")
+    parser.add_argument("--metrics-file", type=Path, metavar="PATH",
+                        help="write the run's metrics here, Prometheus text format (default: MOKA_METRICS_FILE)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -38,16 +47,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.log_format:
         log.set_format(args.log_format)
+    metrics.configure(args.metrics_file)
+    metrics.start_command(_command_name(args))
+    code = 1
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except MokaError as exc:
         log.error(exc.message)
         if exc.hint:
             log.info(f"hint: {exc.hint}")
-        return exc.exit_code
+        code = exc.exit_code
     except KeyboardInterrupt:
         log.error("interrupted; a rerun picks up where this stopped")
-        return 130
+        code = 130
+    finally:
+        for problem in metrics.finish_command(code):
+            log.warn(problem)
+    return code
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """The subcommand words (`db mirror`): subparsers store them as `command`, then `<command>_command`."""
+    return " ".join(str(v) for k, v in vars(args).items() if (k == "command" or k.endswith("_command")) and v)
 
 
 if __name__ == "__main__":

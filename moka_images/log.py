@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.console import Console
 
+from . import metrics
+
 _console = Console(stderr=True, highlight=False, soft_wrap=True)
 _json = os.environ.get("MOKA_LOG_FORMAT", "text") == "json"
 _in_ci = os.environ.get("CI") == "true"
@@ -53,15 +55,16 @@ def error(msg: str, **fields: Any) -> None:
 
 @contextmanager
 def step(name: str, **fields: Any) -> Iterator[None]:
-    """Time a named step and say when it starts and ends."""
+    """Time a named step and say when it starts and ends; it is also a span and a duration metric."""
     _emit("step", f"▶ {name}", **fields)
     start = time.monotonic()
-    try:
-        yield
-    except BaseException:
-        _emit("error", f"✗ {name}", seconds=round(time.monotonic() - start, 1))
-        raise
-    _emit("done", f"✓ {name}", seconds=round(time.monotonic() - start, 1))
+    with metrics.span(name, **fields):
+        try:
+            yield
+        except BaseException:
+            _emit("error", f"✗ {name}", seconds=round(time.monotonic() - start, 1))
+            raise
+        _emit("done", f"✓ {name}", seconds=round(time.monotonic() - start, 1))
 
 
 def console() -> Console:

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import log, registries
+from . import log, metrics, registries
 from .adapters import trivy
 from .adapters.registry import RegistryClient
 from .config.policies import exceptions_path, load_exceptions, load_policy
@@ -191,6 +191,17 @@ def scan_platform(settings: Settings, ref: ImageRef, platform: Platform,
     return report, final / "sbom.cdx.json", False
 
 
+def cached_reports(settings: Settings, digest: Digest) -> list[ScanReport]:
+    """Every cached scan of one platform manifest, one per DB it was scanned with, oldest DB first."""
+    found = []
+    for path in (settings.home / "cache" / "scans" / digest.hex).glob("*/scan.json"):
+        try:
+            found.append(ScanReport.from_json(json.loads(path.read_text())))
+        except (OSError, ValueError, KeyError, TypeError, ConfigError):
+            continue  # a cache entry from an older format is no history worth failing on
+    return sorted(found, key=lambda r: r.db.vuln_updated_at)
+
+
 def scan_image(settings: Settings, client: RegistryClient, ref: ImageRef, name: str,
                mirror: RegistryClient | None = None) -> ImageScan:
     """Scan each platform of `ref` (pinned to an index or manifest digest) in `client`'s registry."""
@@ -206,6 +217,9 @@ def scan_image(settings: Settings, client: RegistryClient, ref: ImageRef, name: 
             cached.append(platform)
     if cached:
         log.info(f"reused cached scans for {', '.join(map(str, cached))}", db=db.vuln_updated_at)
+    for report in reports:
+        for severity, n in report.counts().items():
+            metrics.set_gauge(metrics.FINDINGS, n, image=name, platform=str(report.platform), severity=severity)
     return ImageScan(ref, name, tuple(reports), tuple(sboms), tuple(cached))
 
 
@@ -215,7 +229,10 @@ def judge_scan(settings: Settings, result: ImageScan, environment: Environment, 
     exc_file = exceptions_path(policy_file)
     policy = load_policy(policy_file, _shown(settings, policy_file))
     exceptions = load_exceptions(exc_file, _shown(settings, exc_file))
-    return judge(result.reports, policy, exceptions, environment=environment.value, image=result.name, today=today)
+    verdict = judge(result.reports, policy, exceptions, environment=environment.value, image=result.name,
+                    today=today)
+    metrics.gate("scan", environment.value, result.name, verdict.allowed)
+    return verdict
 
 
 def _shown(settings: Settings, path: Path) -> str:

@@ -1,0 +1,257 @@
+"""Copy an image by digest between registries: blobs, then manifests bottom-up, then cosign's attachments.
+
+Everything lands by digest and only once what it refers to is there, so a copy killed at any point is
+finished by running it again, and no tag is touched here: `set_tags` moves tags afterwards, each only if it
+still points where the plan saw it (compare-and-set, as far as the distribution API allows).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import urllib3
+
+from .. import log
+from ..errors import MokaError, ServiceError
+from ..models import Digest
+from .registry import Manifest, RegistryClient, digest_of
+
+BLOB_ATTEMPTS = 4
+_EMPTY_CREATED = "0001-01-01T00:00:00Z"  # what cosign writes in its signature images' configs
+
+
+@dataclass
+class CopyStats:
+    """What a copy did: blobs copied, mounted or already there, bytes moved, manifests written, attachments."""
+
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_present: int = 0
+    bytes_copied: int = 0
+    manifests_written: int = 0
+    manifests_present: int = 0
+    attachments: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, what: str, size: int = 0) -> None:
+        """Thread-safe counter update."""
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
+            if what == "blobs_copied":
+                self.bytes_copied += size
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was written."""
+        return bool(self.blobs_copied or self.blobs_mounted or self.manifests_written or self.attachments)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A blob to copy: digest and size from the manifest that names it."""
+
+    digest: Digest
+    size: int
+
+
+def attachment_tags(tags: Iterable[str], digests: Iterable[Digest]) -> list[str]:
+    """cosign's tags for these digests: `sha256-<hex>.sig`, `.att`, `.sbom` and any other suffix."""
+    prefixes = tuple(f"sha256-{d.hex}." for d in digests)
+    return sorted(t for t in tags if t.startswith(prefixes))
+
+
+def walk(client: RegistryClient, repository: str, digest: Digest) -> list[Manifest]:
+    """The manifest at `digest` and everything it refers to, children before parents (the order to write)."""
+    out: list[Manifest] = []
+    seen: set[Digest] = set()
+
+    def visit(d: Digest) -> None:
+        if d in seen:
+            return
+        seen.add(d)
+        manifest = client.get_manifest(repository, str(d))
+        if manifest.is_index:
+            for entry in manifest.json.get("manifests", []):
+                visit(Digest(entry["digest"]))
+        out.append(manifest)
+
+    visit(digest)
+    return out
+
+
+def blobs_of(manifests: Iterable[Manifest]) -> list[Blob]:
+    """Config and layer blobs of single manifests, each once."""
+    found: dict[Digest, Blob] = {}
+    for manifest in manifests:
+        if manifest.is_index:
+            continue
+        doc = manifest.json
+        for desc in [doc["config"], *doc.get("layers", [])] if "config" in doc else doc.get("layers", []):
+            found.setdefault(Digest(desc["digest"]), Blob(Digest(desc["digest"]), int(desc["size"])))
+    return list(found.values())
+
+
+def copy_blob(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, blob: Blob,
+              stats: CopyStats) -> None:
+    """One blob, unless it is there: mounted when both repositories live in one registry, else streamed.
+
+    A streamed upload cannot be replayed piecemeal, so a failed one is retried whole, with backoff.
+    """
+    if dst.blob_exists(dst_repo, blob.digest):
+        stats.count("blobs_present")
+        return
+    if src.registry == dst.registry and src_repo != dst_repo and dst.mount_blob(dst_repo, blob.digest, src_repo):
+        stats.count("blobs_mounted")
+        return
+    for attempt in range(BLOB_ATTEMPTS):
+        try:
+            with src.open_blob(src_repo, blob.digest) as resp:
+                dst.push_blob(dst_repo, resp.raw, blob.digest, blob.size)
+            stats.count("blobs_copied", blob.size)
+            return
+        except (ServiceError, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            if attempt == BLOB_ATTEMPTS - 1:
+                raise ServiceError(f"copying blob {blob.digest.short} to {dst.registry}/{dst_repo} failed "
+                                   f"{BLOB_ATTEMPTS} times: {exc}", "run the promotion again; it resumes") from exc
+            log.warn(f"blob {blob.digest.short}: {exc.__class__.__name__}; retrying", attempt=attempt + 1)
+            time.sleep(min(8.0, 0.5 * 2**attempt))
+
+
+def _copy_blobs(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, blobs: Sequence[Blob],
+                stats: CopyStats, workers: int) -> None:
+    # Largest first, so the long uploads start early and the pool drains evenly.
+    ordered = sorted(blobs, key=lambda b: -b.size)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="moka-copy") as pool:
+        futures = [pool.submit(copy_blob, src, src_repo, dst, dst_repo, b, stats) for b in ordered]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        first = errors[0]
+        if isinstance(first, MokaError):
+            raise first
+        raise ServiceError(f"copying blobs to {dst.registry}/{dst_repo} failed: {first}") from first
+
+
+def _put_manifests(dst: RegistryClient, dst_repo: str, manifests: Sequence[Manifest], stats: CopyStats) -> None:
+    for manifest in manifests:
+        if dst.head_manifest(dst_repo, str(manifest.digest)) == manifest.digest:
+            stats.count("manifests_present")
+            continue
+        dst.put_manifest(dst_repo, str(manifest.digest), manifest.raw, manifest.media_type)
+        stats.count("manifests_written")
+
+
+def merge_attachment(ours: Manifest, theirs: Manifest, config: dict[str, Any]) -> tuple[bytes, bytes] | None:
+    """Our attachment manifest (signatures or attestations) with the layers of theirs it lacks appended.
+
+    Returns (manifest, config) bytes, or None when ours already holds every layer of theirs. A layer is
+    its whole descriptor: cosign gives two signatures of one payload the same blob and different annotations.
+    `config` is our config document; its diff_ids and history follow the layers, as cosign writes them.
+    """
+    doc = ours.json
+    have = [json.dumps(layer, sort_keys=True) for layer in doc.get("layers", [])]
+    extra = [layer for layer in theirs.json.get("layers", []) if json.dumps(layer, sort_keys=True) not in have]
+    if not extra:
+        return None
+    layers = [*doc.get("layers", []), *extra]
+    config = {**config, "rootfs": {"type": "layers", "diff_ids": [layer["digest"] for layer in layers]},
+              "history": [{"created": _EMPTY_CREATED} for _ in layers]}
+    config_raw = json.dumps(config, separators=(",", ":")).encode()
+    merged = {**doc, "config": {**doc["config"], "digest": str(digest_of(config_raw)), "size": len(config_raw)},
+              "layers": layers}
+    return json.dumps(merged, separators=(",", ":")).encode(), config_raw
+
+
+def _copy_attachment(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, tag: str,
+                     stats: CopyStats, workers: int) -> None:
+    """Copy one cosign tag; if the target has its own version (another environment's signature), merge."""
+    theirs = src.get_manifest(src_repo, tag)
+    if theirs.is_index:
+        raise ServiceError(f"{src.registry}/{src_repo}:{tag} is an index; cosign attachments are single manifests")
+    _copy_blobs(src, src_repo, dst, dst_repo, blobs_of([theirs]), stats, workers)
+    current = dst.head_manifest(dst_repo, tag)
+    if current == theirs.digest:
+        return
+    if current is None:
+        dst.put_manifest(dst_repo, tag, theirs.raw, theirs.media_type)
+    else:
+        ours = dst.get_manifest(dst_repo, tag)
+        merged = merge_attachment(ours, theirs, json.loads(dst.get_blob(dst_repo, Digest(ours.json["config"]["digest"]))))
+        if merged is None:
+            return
+        raw, config_raw = merged
+        dst.push_blob(dst_repo, config_raw)
+        dst.put_manifest(dst_repo, tag, raw, ours.media_type)
+    stats.attachments.append(tag)
+
+
+def copy_image(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, digest: Digest, *,
+               workers: int = 4, attachments: bool = True) -> CopyStats:
+    """Copy the image at `digest`, byte for byte, and (with `attachments`) its cosign signatures and attestations.
+
+    Order: every blob (in parallel, `workers` at a time), the platform manifests by digest, the index by digest,
+    then the `sha256-<hex>.*` tags of the index and of each manifest under it. No other tag is written.
+    """
+    start = time.monotonic()
+    stats = CopyStats()
+    manifests = walk(src, src_repo, digest)
+    if manifests[-1].digest != digest:
+        raise ServiceError(f"{src.registry}/{src_repo}@{digest} did not read back as itself")
+    _copy_blobs(src, src_repo, dst, dst_repo, blobs_of(manifests), stats, workers)
+    _put_manifests(dst, dst_repo, manifests, stats)
+    if attachments:
+        for tag in attachment_tags(src.list_tags(src_repo), [m.digest for m in manifests]):
+            _copy_attachment(src, src_repo, dst, dst_repo, tag, stats, workers)
+    stats.seconds = round(time.monotonic() - start, 3)
+    return stats
+
+
+@dataclass(frozen=True)
+class TagSet:
+    """A tag to point at a digest, and where the plan saw it pointing (None: absent)."""
+
+    tag: str
+    expected: Digest | None
+
+
+def set_tags(dst: RegistryClient, repository: str, digest: Digest, tags: Sequence[TagSet]) -> list[str]:
+    """Point each tag at `digest`, in order, only once the image is complete there; returns the tags moved.
+
+    Just before each move the tag is read again: if it no longer points where the plan saw it (and not yet at
+    `digest`), someone else moved it, and nothing further moves. The registry has no conditional PUT, so
+    this narrows the race rather than closing it; promotions of one image also hold a lock.
+    """
+    if dst.head_manifest(repository, str(digest)) is None:
+        raise ServiceError(f"{dst.registry}/{repository}@{digest.short} is not there; tags only follow a complete copy",
+                           "run the promotion again to finish the copy")
+    index = dst.get_manifest(repository, str(digest))
+    # The registry accepted the index only once its manifests were there, and those only with their blobs;
+    # looking at the children again costs little and guards registries that check less.
+    children = [Digest(e["digest"]) for e in index.json.get("manifests", [])] if index.is_index else []
+    missing = [d.short for d in children if dst.head_manifest(repository, str(d)) is None]
+    if missing:
+        raise ServiceError(f"{dst.registry}/{repository}@{digest.short} is incomplete (missing {', '.join(missing)})",
+                           "run the promotion again to finish the copy")
+    moved = []
+    for item in tags:
+        now = dst.head_manifest(repository, item.tag)
+        if now == digest:
+            continue
+        if now != item.expected:
+            raise ServiceError(f"{dst.registry}/{repository}:{item.tag} moved to {now} while promoting "
+                               f"(expected {item.expected or 'no tag'}); tags moved so far: {', '.join(moved) or 'none'}",
+                               "another promotion ran at the same time; run again to re-plan")
+        dst.put_manifest(repository, item.tag, index.raw, index.media_type)
+        moved.append(item.tag)
+    return moved

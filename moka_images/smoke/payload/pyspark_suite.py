@@ -1,0 +1,231 @@
+"""The PySpark smoke jobs, run in sequence by ONE Spark application inside the image under test.
+
+Copied into the container and started through the image's Kubernetes entrypoint in driver mode, as a driver
+pod would be (`driver ... --class org.apache.spark.deploy.PythonRunner local:///.../pyspark_suite.py
+JOB=SECONDS ...`). Each job computes something, checks it against an answer computed in plain Python, and
+prints one line `MOKA_RESULT {"job", "status", "value", "error", "seconds", "info"}`; a job that overruns its
+limit has its Spark jobs cancelled and is reported as timed out, and the next job still runs.
+Standard library and pyspark only.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import json
+import os
+import runpy
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+N = 20_000
+
+
+def entrypoint(spark):
+    """What the entrypoint's driver mode must set up: bind address, client mode, a non-root user, workers."""
+    conf = spark.sparkContext.getConf()
+    bind = conf.get("spark.driver.bindAddress", None)
+    mode = conf.get("spark.submit.deployMode", None)
+    _check(bind == os.environ.get("SPARK_DRIVER_BIND_ADDRESS"),
+           f"spark.driver.bindAddress is {bind!r}, not SPARK_DRIVER_BIND_ADDRESS")
+    _check(mode == "client", f"deploy mode is {mode!r}, not client")
+    _check(os.getuid() != 0, "the driver runs as root")
+    total = spark.sparkContext.parallelize(range(1000), 2).map(lambda x: x * x).sum()
+    _check(total == sum(x * x for x in range(1000)), f"sum of squares from Python workers is {total}")
+    return {"sum_of_squares": total, "deploy_mode": mode, "non_root": True}
+
+
+def dataframe_sql(spark):
+    """DataFrame API and SQL over the same data must agree with plain Python."""
+    df = spark.range(0, N).selectExpr("id", "id % 10 AS bucket", "CAST(id * 3 AS DOUBLE) AS x")
+    df.createOrReplaceTempView("moka_numbers")
+    rows = spark.sql(
+        "SELECT bucket, COUNT(*) AS n, SUM(x) AS total FROM moka_numbers "
+        "WHERE id % 2 = 0 GROUP BY bucket ORDER BY bucket"
+    ).collect()
+    got = [[r["bucket"], r["n"], int(r["total"])] for r in rows]
+    want = []
+    for b in range(0, 10, 2):
+        ids = [i for i in range(N) if i % 10 == b]
+        want.append([b, len(ids), sum(3 * i for i in ids)])
+    api_total = int(df.filter("id % 2 = 0").agg({"x": "sum"}).collect()[0][0])
+    _check(got == want, f"SQL gave {got[:2]}..., expected {want[:2]}...")
+    _check(api_total == sum(t for _, _, t in want), f"DataFrame sum {api_total} differs from SQL")
+    return {"groups": got}
+
+
+def python_udf(spark):
+    """A Python UDF runs in Python workers, the piece that breaks first on a foreign arch."""
+    from pyspark.sql.functions import col, udf
+    from pyspark.sql.types import StringType
+
+    def label(i):
+        return f"{i % 97:02d}-{str(i)[::-1]}"
+
+    labelled = spark.range(0, N, numPartitions=2).select(udf(label, StringType())(col("id")).alias("s"))
+    rows = labelled.groupBy(labelled.s.substr(1, 2).alias("p")).count().orderBy("p").collect()
+    got = {r["p"]: r["count"] for r in rows}
+    want = {}
+    for i in range(N):
+        key = label(i)[:2]
+        want[key] = want.get(key, 0) + 1
+    _check(got == want, f"UDF prefix counts differ from plain Python in {len(set(got.items()) ^ set(want.items()))} keys")
+    checksum = sum(int(p) * n for p, n in got.items())
+    return {"prefixes": len(got), "checksum": checksum}
+
+
+def parquet(spark):
+    """Write Parquet into a temp dir inside the container and read it back (native compression codecs)."""
+    from pyspark.sql.functions import col
+
+    target = tempfile.mkdtemp(prefix="moka-smoke-parquet-")
+    try:
+        path = os.path.join(target, "table")
+        df = spark.range(0, N, numPartitions=2).select(
+            col("id"), (col("id") % 5).alias("k"), (col("id") * 0.5).alias("half"))
+        df.write.mode("overwrite").partitionBy("k").option("compression", "snappy").parquet(path)
+        files = [f for _, _, names in os.walk(path) for f in names if f.endswith(".parquet")]
+        back = spark.read.parquet(path)
+        count = back.count()
+        total = back.agg({"half": "sum"}).collect()[0][0]
+        keys = sorted(r["k"] for r in back.select("k").distinct().collect())
+        _check(files, "no .parquet files were written")
+        _check(count == N, f"read back {count} rows, wrote {N}")
+        _check(total == sum(i * 0.5 for i in range(N)), f"sum of half read back as {total}")
+        _check(keys == list(range(5)), f"partition keys read back as {keys}")
+        return {"rows": count, "sum_half": total, "partitions": len(keys)}
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def team_job(path):
+    """A team's own smoke script, run as `__main__` in this application; its output is what gets judged.
+
+    It shares the running SparkSession (its `getOrCreate()` returns it), so it costs no extra Spark start;
+    it runs last because such scripts usually end with `spark.stop()`.
+    """
+
+    def run(spark):
+        tee = _Tee(sys.stdout)
+        argv, sys.argv = sys.argv, [path]
+        try:
+            with contextlib.redirect_stdout(tee):
+                runpy.run_path(path, run_name="__main__")
+        except SystemExit as exc:
+            if exc.code not in (None, 0):
+                raise RuntimeError(f"the team job exited with {exc.code}") from None
+        finally:
+            sys.argv = argv
+        return {"output": tee.tail()}
+
+    return run
+
+
+class _Tee(io.TextIOBase):
+    """Passes writes through and keeps the last lines."""
+
+    def __init__(self, stream):
+        self.stream, self.lines, self.partial = stream, collections.deque(maxlen=200), ""
+
+    def write(self, text):
+        self.stream.write(text)
+        *done, self.partial = (self.partial + text).split("\n")
+        self.lines.extend(done)
+        return len(text)
+
+    def flush(self):
+        self.stream.flush()
+
+    def tail(self):
+        return [*self.lines, self.partial] if self.partial else list(self.lines)
+
+
+JOBS = {"entrypoint": entrypoint, "dataframe_sql": dataframe_sql, "python_udf": python_udf, "parquet": parquet}
+
+
+class CheckFailed(Exception):
+    """The job ran but its answer is wrong."""
+
+
+def _check(ok, message):
+    if not ok:
+        raise CheckFailed(message)
+
+
+def _emit(record):
+    sys.stdout.write("MOKA_RESULT " + json.dumps(record, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def run_one(spark, name, limit, info, job):
+    """Run one job in a thread so a hang can be cut off at `limit` seconds without ending the suite."""
+    outcome = {}
+
+    def target():
+        # Job groups are thread-local with pinned threads (the default), so set it in the job's own thread.
+        spark.sparkContext.setJobGroup(name, f"moka smoke {name}", interruptOnCancel=True)
+        try:
+            outcome["value"] = job(spark)
+        except CheckFailed as exc:
+            outcome["failed"] = str(exc)
+        except BaseException as exc:  # noqa: BLE001 - every error is reported as this job's error
+            outcome["error"] = f"{type(exc).__name__}: {exc}".strip()[:2000]
+            traceback.print_exc()
+
+    start = time.monotonic()
+    worker = threading.Thread(target=target, name=name, daemon=True)
+    worker.start()
+    worker.join(limit)
+    seconds = round(time.monotonic() - start, 2)
+    record = {"job": name, "seconds": seconds, "value": outcome.get("value"), "info": info}
+    if worker.is_alive():
+        spark.sparkContext.cancelJobGroup(name)
+        worker.join(10)
+        record.update(status="timed-out", error=f"no answer after {limit}s; its Spark jobs were cancelled")
+    elif "failed" in outcome:
+        record.update(status="failed", error=outcome["failed"])
+    elif "error" in outcome:
+        record.update(status="error", error=outcome["error"])
+    else:
+        record.update(status="passed", error=None)
+    _emit(record)
+    return record["status"] == "passed"
+
+
+def parse_plan(argv):
+    """`NAME=SECONDS` for a built-in job, `team=SECONDS@/path/to/script.py` for a team's script."""
+    plan = []
+    for arg in argv:
+        name, _, rest = arg.partition("=")
+        limit, _, path = rest.partition("@")
+        if path:
+            plan.append((name, float(limit), team_job(path)))
+        elif name in JOBS:
+            plan.append((name, float(limit), JOBS[name]))
+        else:
+            sys.exit(f"unknown smoke job: {name}")
+    return plan
+
+
+def main(argv):
+    from pyspark.sql import SparkSession
+
+    plan = parse_plan(argv)
+    spark = SparkSession.builder.appName("moka-smoke-pyspark").getOrCreate()
+    info = {"spark": spark.version, "python": sys.version.split()[0], "arch": os.uname().machine}
+    ok = True
+    for name, limit, job in plan:
+        ok = run_one(spark, name, limit, info, job) and ok
+    spark.stop()
+    sys.stdout.flush()
+    # A job thread stuck in plain Python would keep the interpreter alive; its result is already reported.
+    os._exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

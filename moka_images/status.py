@@ -1,0 +1,182 @@
+"""`moka-images status`: image x environment, what each holds (version, digest, signed, scan, smoke), and what is
+pending promotion or has drifted from the manifests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import semver
+from rich.console import Console
+from rich.table import Table
+
+from . import registries, signing
+from .attestations import Attestation, Kind
+from .config.manifests import load_declarations
+from .config.settings import Settings, load_settings
+from .models import Digest, Environment, ImageRef
+from .plan.promotion import Inventory
+from .promote import read_inventory
+
+CHECKS_AT_ONCE = 4  # cosign processes; each cell needs a few
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One image in one environment: the build its `latest` (else its highest version tag) points at."""
+
+    env: Environment
+    digest: Digest | None = None
+    version: str | None = None
+    build: str | None = None
+    signed: bool | None = None
+    scan: str | None = None
+    smoke: str | None = None
+    promoted: Mapping[str, Any] = field(default_factory=dict)  # by, at, approved_by of the last promotion
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {"env": self.env.value, "digest": str(self.digest) if self.digest else None, "version": self.version,
+                "build": self.build, "signed": self.signed, "scan": self.scan, "smoke": self.smoke,
+                "promoted": dict(self.promoted)}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One image across the environments, with what needs attention."""
+
+    image: str
+    declared: str | None  # the version in the manifests, None if the image is not declared
+    cells: tuple[Cell, ...]
+    notes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {"image": self.image, "declared": self.declared, "environments": [c.to_json() for c in self.cells],
+                "notes": list(self.notes)}
+
+
+def current(inventory: Inventory) -> tuple[Digest, str | None, str | None] | None:
+    """What an environment serves: `latest`, else the highest version tag; with its version and build tag."""
+    digest = inventory.tags.get("latest")
+    if digest is None:
+        versions = [t for t in inventory.tags if semver.Version.is_valid(t)]
+        if not versions:
+            return None
+        digest = inventory.tags[max(versions, key=semver.Version.parse)]
+    builds = sorted(inventory.builds(digest), key=lambda b: semver.Version.parse(b.version))
+    version = inventory.version_of(digest)
+    return digest, str(version) if version else None, str(builds[-1]) if builds else None
+
+
+def notes(declared: str | None, cells: Sequence[Cell]) -> list[str]:
+    """Drift from the manifests (test) and promotions pending (an environment behind the one before it). Pure."""
+    out = []
+    test = cells[0]
+    if declared is None:
+        out.append("drift: not declared in the manifests")
+    elif test.digest is None:
+        out.append(f"drift: manifests declare {declared}, nothing is built in test")
+    elif test.version != declared:
+        out.append(f"drift: manifests declare {declared}, test serves {test.version or 'an untagged build'}")
+    for before, cell in pairwise(cells):
+        if before.digest is None or before.digest == cell.digest:
+            continue
+        if cell.version and before.version and semver.Version.parse(before.version) < semver.Version.parse(
+                cell.version):
+            continue
+        out.append(f"pending: {before.version or before.digest.short} {before.env} -> {cell.env}")
+    return out
+
+
+def _summaries(env: Environment, digest: Digest, found: Sequence[Attestation]) -> tuple[str | None, str | None,
+                                                                                         dict[str, Any]]:
+    scan = smoke = None
+    promoted: dict[str, Any] = {}
+    for att in found:  # oldest first: later ones win
+        p = att.predicate
+        if att.kind is Kind.PROMOTION and p.get("to") == env.value and p.get("digest") == str(digest):
+            promoted = {k: p.get(k) for k in ("by", "at", "approved_by", "from", "action")}
+            gate = next((g for g in p.get("gates") or [] if g.get("name") == "scan"), None)
+            if gate:
+                scan = ("allowed" if gate.get("passed") else "BLOCKED") + f" ({env} policy, at promotion)"
+        elif att.kind is Kind.SCAN and not promoted:
+            verdict = p.get("verdict") or {}
+            scan = ("allowed" if verdict.get("allowed") else "BLOCKED") + f" ({verdict.get('environment')} policy)"
+        elif att.kind is Kind.SMOKE and (p.get("image") or {}).get("digest") == str(digest):
+            smoke = "passed" if p.get("passed") else "FAILED"
+    return scan, smoke, promoted
+
+
+def _cell(settings: Settings, env: Environment, repository: str) -> Cell:
+    inventory = read_inventory(registries.client(settings, env), repository)
+    now = current(inventory)
+    if now is None:
+        return Cell(env)
+    digest, version, build = now
+    checked = signing.verify(settings, env, ImageRef(settings.env(env).registry, repository, digest=digest))
+    scan, smoke, promoted = _summaries(env, digest, checked.attestations.valid)
+    return Cell(env, digest, version, build, checked.signature.ok, scan, smoke, promoted)
+
+
+def collect(settings: Settings, images: Sequence[str] = ()) -> list[Row]:
+    """A row per declared image (or per name given), each environment checked with its own key."""
+    declared = {i.name: i.version for i in load_declarations(settings.root).images}
+    names = list(images) or list(declared)
+    for env in Environment:  # tokens and tool logins once, before the threads
+        registries.login_tools(settings, env)
+    with ThreadPoolExecutor(max_workers=CHECKS_AT_ONCE) as pool:
+        futures = {(name, env): pool.submit(_cell, settings, env, settings.repository(name))
+                   for name in names for env in Environment}
+        rows = []
+        for name in names:
+            cells = tuple(futures[(name, env)].result() for env in Environment)
+            rows.append(Row(name, declared.get(name), cells, tuple(notes(declared.get(name), cells))))
+    return rows
+
+
+def table(rows: Sequence[Row]) -> Table:
+    """Image x environment, with notes in yellow."""
+    out = Table(title="images by environment", title_justify="left", show_lines=True)
+    out.add_column("image", no_wrap=True)
+    for env in Environment:
+        out.add_column(env.value, overflow="fold")
+    out.add_column("attention", overflow="fold", style="yellow")
+    for row in rows:
+        cells = []
+        for c in row.cells:
+            if c.digest is None:
+                cells.append("[dim]-[/]")
+                continue
+            signed = "[green]signed[/]" if c.signed else "[red]NOT signed[/]"
+            lines = [f"[bold]{c.version or '?'}[/] {c.digest.short}", signed, f"scan: {c.scan or '-'}",
+                     f"smoke: {c.smoke or '-'}"]
+            if c.promoted.get("approved_by"):
+                lines.append(f"approved by {c.promoted['approved_by']}")
+            cells.append("\n".join(lines))
+        out.add_row(f"{row.image}\n[dim]declared {row.declared or '-'}[/]", *cells, "\n".join(row.notes))
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `status`."""
+    p = sub.add_parser("status", help="what each environment holds, and what is pending or drifted")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="only these images (default: every declared one)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    rows = collect(load_settings(profile=args.profile), args.images)
+    if args.json:
+        sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
+    else:
+        Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table(rows))
+    return 0
+

@@ -1,0 +1,178 @@
+"""Metrics and spans without any process or network: the exposition format, label rules, span trees, OTLP JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from observability_support import parse_exposition as parse
+
+from moka_images import cli, log, metrics, osbase, registries
+from moka_images.models import Digest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch: pytest.MonkeyPatch) -> metrics.Collector:
+    for name in ("MOKA_METRICS_FILE", "MOKA_METRICS_PUSH", "MOKA_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    metrics.configure(None)
+    return metrics.reset()
+
+
+def test_exposition_of_each_kind() -> None:
+    metrics.count(metrics.BYTES_COPIED, 1024, image="spark-3.5", source="test", target="dev")
+    metrics.count(metrics.BYTES_COPIED, 1024, image="spark-3.5", source="test", target="dev")
+    metrics.set_gauge(metrics.IMAGE_SIZE, 5, image="a", version="1.0.0", platform="linux/arm64")
+    metrics.set_gauge(metrics.IMAGE_SIZE, 830_123_456, image="a", version="1.0.0", platform="linux/arm64")
+    metrics.observe(metrics.STEP_SECONDS, 1.5, stage="build", step="build a", outcome="ok")
+    metrics.observe(metrics.STEP_SECONDS, 0.25, stage="build", step="build a", outcome="ok")
+    assert metrics.exposition() == (
+        "# HELP moka_step_duration_seconds Time spent in each step, by stage and outcome.\n"
+        "# TYPE moka_step_duration_seconds summary\n"
+        'moka_step_duration_seconds_sum{stage="build",step="build a",outcome="ok"} 1.75\n'
+        'moka_step_duration_seconds_count{stage="build",step="build a",outcome="ok"} 2\n'
+        "# HELP moka_bytes_copied_total Blob bytes copied between registries.\n"
+        "# TYPE moka_bytes_copied_total counter\n"
+        'moka_bytes_copied_total{image="spark-3.5",source="test",target="dev"} 2048\n'
+        "# HELP moka_image_size_bytes Compressed size of one platform of an image: its config and layers, as pulled.\n"
+        "# TYPE moka_image_size_bytes gauge\n"
+        'moka_image_size_bytes{image="a",version="1.0.0",platform="linux/arm64"} 830123456\n')
+
+
+def test_nothing_collected_is_an_empty_exposition() -> None:
+    assert metrics.exposition() == ""
+
+
+@pytest.mark.parametrize("value", ['back\\slash', 'a "quoted" word', "two\nlines", 'all \\ " \n of them',
+                                   "ünïcödé ✓", "trailing\\"])
+def test_label_values_round_trip_through_escaping(value: str) -> None:
+    metrics.gate("scan", "prod", value, False)
+    families, samples = parse(metrics.exposition())
+    assert families["moka_gate_outcomes_total"][1] == "counter"
+    assert samples == [("moka_gate_outcomes_total",
+                        {"gate": "scan", "env": "prod", "image": value, "outcome": "refused"}, "1")]
+    assert "\n" not in metrics.escape_label(value)
+
+
+def test_help_text_is_escaped() -> None:
+    odd = metrics.Metric("moka_test_odd", "gauge", "a \\ backslash\nand a newline", ())
+    metrics.set_gauge(odd, 1)
+    assert metrics.exposition().splitlines()[:3] == [
+        "# HELP moka_test_odd a \\\\ backslash\\nand a newline", "# TYPE moka_test_odd gauge", "moka_test_odd 1"]
+
+
+@pytest.mark.parametrize(("value", "text"), [(3.0, "3"), (0.1, "0.1"), (1e20, "1e+20"), (float("nan"), "NaN"),
+                                             (float("inf"), "+Inf"), (float("-inf"), "-Inf"), (-2.0, "-2")])
+def test_values(value: float, text: str) -> None:
+    assert metrics.format_value(value) == text
+
+
+def test_labels_and_kinds_are_checked() -> None:
+    with pytest.raises(ValueError, match="takes labels image, source, target"):
+        metrics.count(metrics.BYTES_COPIED, 1, image="x")
+    with pytest.raises(ValueError, match="takes labels"):
+        metrics.set_gauge(metrics.IMAGE_SIZE, 1, image="x", version="1", platform="p", extra="no")
+    with pytest.raises(ValueError, match="counters only go up"):
+        metrics.count(metrics.BYTES_COPIED, -1, image="x", source="a", target="b")
+    with pytest.raises(ValueError, match="not a gauge"):
+        metrics.set_gauge(metrics.BYTES_COPIED, 1, image="x", source="a", target="b")
+    with pytest.raises(ValueError, match="not a summary"):
+        metrics.observe(metrics.IMAGE_SIZE, 1, image="x", version="1", platform="p")
+    with pytest.raises(ValueError, match="invalid metric"):
+        metrics.Metric("moka-bad-name", "gauge", "x", ())
+    with pytest.raises(ValueError, match="invalid metric"):
+        metrics.Metric("moka_ok", "gauge", "x", ("bad-label",))
+
+
+def test_steps_become_a_span_tree_with_stages_and_outcomes() -> None:
+    metrics.start_command("build")
+    with log.step("plan"):
+        pass
+    with log.step("build spark-3.5 1.0.0-abc", reason="first build"), log.step("spark-3.5 linux/arm64"):
+        pass
+    with pytest.raises(RuntimeError), log.step("scan spark-3.5"), log.step("trivy linux/amd64"):
+        raise RuntimeError("trivy died\nwith details")
+    c = metrics.collector()
+    spans = {s.name: s for s in c.spans}
+    root = c.root
+    assert root is not None
+    assert spans["plan"].parent_id == root.span_id
+    assert spans["spark-3.5 linux/arm64"].parent_id == spans["build spark-3.5 1.0.0-abc"].span_id
+    assert spans["spark-3.5 linux/arm64"].attributes["moka.stage"] == "build"
+    assert spans["build spark-3.5 1.0.0-abc"].attributes["reason"] == "first build"
+    assert spans["trivy linux/amd64"].error == "RuntimeError: trivy died"
+    assert spans["scan spark-3.5"].error == "RuntimeError: trivy died"
+    assert spans["plan"].error is None
+    assert {s.trace_id for s in c.spans} == {c.trace_id}
+    assert all(s.end_ns >= s.start_ns for s in c.spans)
+    _, samples = parse(metrics.exposition())
+    counts = {(lab["stage"], lab["step"], lab["outcome"]) for name, lab, _ in samples
+              if name == "moka_step_duration_seconds_count"}
+    assert counts == {("plan", "plan", "ok"), ("build", "build spark-3.5 1.0.0-abc", "ok"),
+                      ("build", "spark-3.5 linux/arm64", "ok"), ("scan", "scan spark-3.5", "error"),
+                      ("scan", "trivy linux/amd64", "error")}
+
+
+def test_otlp_document_follows_the_json_encoding(tmp_path: Path) -> None:
+    metrics.start_command("plan")
+    with log.step("plan"):
+        pass
+    assert metrics.finish_command(2) == []  # nothing configured, nothing sent
+    c = metrics.collector()
+    doc = metrics.otlp_document(c.spans, {"service.name": "moka-images"})
+    json.dumps(doc)  # JSON-safe
+    (resource_spans,) = doc["resourceSpans"]
+    assert resource_spans["resource"]["attributes"] == [{"key": "service.name",
+                                                         "value": {"stringValue": "moka-images"}}]
+    (scope,) = resource_spans["scopeSpans"]
+    by_name = {s["name"]: s for s in scope["spans"]}
+    assert set(by_name) == {"plan", "moka-images plan"}
+    root, child = by_name["moka-images plan"], by_name["plan"]
+    assert "parentSpanId" not in root and child["parentSpanId"] == root["spanId"]
+    for span in (root, child):
+        assert re.fullmatch(r"[0-9a-f]{32}", span["traceId"]) and re.fullmatch(r"[0-9a-f]{16}", span["spanId"])
+        assert span["startTimeUnixNano"].isdigit() and int(span["endTimeUnixNano"]) >= int(span["startTimeUnixNano"])
+        assert span["kind"] == 1
+    assert root["status"] == {"code": 2, "message": "exit code 2"} and child["status"] == {"code": 1}
+
+
+def test_the_cli_writes_the_metrics_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    class Empty:
+        def list_tags(self, repository: str) -> list[str]:
+            return []
+
+        def head_manifest(self, repository: str, reference: str) -> Digest | None:
+            return None
+
+    monkeypatch.setenv("MOKA_ROOT", str(ROOT))
+    monkeypatch.setenv("MOKA_HOME", str(tmp_path))
+    monkeypatch.setattr(osbase, "read_lock", lambda s: osbase.OsBaseLock("m/debian:x", "sha256:" + "a" * 64, {}))
+    monkeypatch.setattr(registries, "client", lambda settings, env: Empty())
+    out = tmp_path / "out" / "moka.prom"
+    monkeypatch.setenv("MOKA_METRICS_FILE", str(tmp_path / "ignored.prom"))  # the flag wins
+
+    assert cli.main(["--metrics-file", str(out), "plan", "--json"]) == 0
+
+    assert not (tmp_path / "ignored.prom").exists()
+    families, samples = parse(out.read_text())
+    assert families["moka_command_duration_seconds"][1] == "gauge"
+    assert [lab for name, lab, _ in samples if name == "moka_command_duration_seconds"] == [
+        {"command": "plan", "exit_code": "0"}]
+    assert ("moka_step_duration_seconds_count", {"stage": "plan", "step": "plan", "outcome": "ok"}, "1") in samples
+    assert not list(out.parent.glob(".*.tmp"))  # written beside and renamed
+
+
+def test_command_names_include_nested_subcommands() -> None:
+    args = cli.build_parser().parse_args(["--profile", "local", "db", "mirror", "--advisories", "x.yaml"])
+    assert cli._command_name(args) == "db mirror"
+    assert cli._command_name(cli.build_parser().parse_args(["rescan", "--env", "prod"])) == "rescan"
+
+
+def test_image_bytes_is_config_plus_layers() -> None:
+    manifest = {"config": {"digest": "sha256:c", "size": 100},
+                "layers": [{"digest": "sha256:l1", "size": 1000}, {"digest": "sha256:l2", "size": 24}]}
+    assert metrics.image_bytes(manifest) == 1124
+    assert metrics.image_bytes({"manifests": []}) == 0

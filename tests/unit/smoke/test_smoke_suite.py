@@ -1,0 +1,115 @@
+"""The suite as data: grouping into Spark applications, limits, team jobs, the container command."""
+
+from __future__ import annotations
+
+import pytest
+
+from moka_images.config.manifests import load_declarations
+from moka_images.config.settings import load_settings
+from moka_images.errors import ConfigError
+from moka_images.models import Digest, ImageRef, Platform
+from moka_images.recipes.team import SMOKE_PATH
+from moka_images.smoke.cli import jobs_for
+from moka_images.smoke.docker_runner import container_args, create_argv
+from moka_images.smoke.suite import (
+    BUILTIN_JOBS,
+    PAYLOAD_DIR,
+    PYTHON_RUNNER,
+    STARTUP_ALLOWANCE,
+    JobKind,
+    JobSpec,
+    payload_files,
+    plan_apps,
+    team_job,
+)
+
+IMAGE = ImageRef("127.0.0.1:15001", "moka/spark-3.5", digest=Digest("sha256:" + "4" * 64))
+
+
+def test_pyspark_jobs_share_one_application_and_the_jvm_job_gets_its_own() -> None:
+    apps = plan_apps(BUILTIN_JOBS)
+    assert [a.name for a in apps] == ["pyspark", "jvm"]
+    assert [j.name for j in apps[0].jobs] == ["entrypoint", "dataframe_sql", "python_udf", "parquet"]
+    assert apps[0].app_args == ("entrypoint=120", "dataframe_sql=180", "python_udf=120", "parquet=180")
+    assert apps[0].limit == STARTUP_ALLOWANCE + 600
+
+
+def test_builtin_suite_covers_what_the_issue_lists() -> None:
+    assert {j.name for j in BUILTIN_JOBS} == {"entrypoint", "dataframe_sql", "python_udf", "parquet", "jvm"}
+    assert {j.kind for j in BUILTIN_JOBS} == {JobKind.PYSPARK, JobKind.JVM}
+
+
+def test_plain_spark_submit_for_the_jvm_job() -> None:
+    jvm = next(a for a in plan_apps(BUILTIN_JOBS) if a.name == "jvm")
+    args = container_args(jvm)
+    assert args[:3] == ["spark-submit", "--master", "local[2]"]
+    assert args[-3:] == ["--class", "moka.smoke.SmokeJob", f"{PAYLOAD_DIR}/moka-smoke.jar"]
+
+
+def test_pyspark_application_gets_driver_pod_arguments_through_the_entrypoint() -> None:
+    pyspark = next(a for a in plan_apps(BUILTIN_JOBS) if a.name == "pyspark")
+    args = container_args(pyspark)
+    assert args[:5] == ["driver", "--master", "local[2]", "--deploy-mode", "client"]
+    assert args[-7:-4] == ["--class", PYTHON_RUNNER, f"local://{PAYLOAD_DIR}/pyspark_suite.py"]
+
+
+def test_create_argv_pins_platform_digest_and_isolates_network() -> None:
+    jvm = next(a for a in plan_apps(BUILTIN_JOBS) if a.name == "jvm")
+    argv = create_argv(jvm, IMAGE, Platform("linux", "arm64"), "moka-smoke-x", emulated=False)
+    assert argv[:2] == ["docker", "create"]
+    assert argv[argv.index("--platform") + 1] == "linux/arm64"
+    assert argv[argv.index("--network") + 1] == "none"
+    assert argv[argv.index("--add-host") + 1] == f"{argv[argv.index('--hostname') + 1]}:127.0.0.1"
+    assert "SPARK_DRIVER_BIND_ADDRESS=127.0.0.1" in argv
+    assert not any(a.startswith("JAVA_TOOL_OPTIONS=") for a in argv)
+    assert argv[argv.index(str(IMAGE)) + 1] == "spark-submit"
+
+
+def test_emulated_platform_gets_the_c1_only_jit() -> None:
+    argv = create_argv(plan_apps(BUILTIN_JOBS)[0], IMAGE, Platform("linux", "arm64"), "x", emulated=True)
+    assert "JAVA_TOOL_OPTIONS=-XX:TieredStopAtLevel=1" in argv
+
+
+def test_team_job_runs_last_in_the_pyspark_application_from_the_app_dir() -> None:
+    apps = plan_apps((team_job("smoke/job.py", "ok", 90), *BUILTIN_JOBS))
+    assert [a.name for a in apps] == ["pyspark", "jvm"]
+    assert [j.name for j in apps[0].jobs][-1] == "team"
+    assert apps[0].app_args[-1] == "team=90@/opt/app/smoke/job.py"
+    assert apps[0].limit == STARTUP_ALLOWANCE + 600 + 90
+
+
+@pytest.mark.parametrize("path", ["../other/job.py", "/etc/passwd.py", "job.sh", "a/../../b.py"])
+def test_team_job_cannot_leave_its_folder(path: str) -> None:
+    with pytest.raises(ConfigError):
+        team_job(path, "ok", 60)
+
+
+def test_job_needs_positive_timeout_and_team_job_needs_its_path() -> None:
+    with pytest.raises(ConfigError):
+        JobSpec("x", JobKind.JVM, 0)
+    with pytest.raises(ConfigError):
+        JobSpec("team", JobKind.TEAM, 10, expect="ok")
+    assert team_job("x.py", "", 10).expect is None
+
+
+def test_team_images_get_their_manifest_job_baked_in_by_the_build() -> None:
+    settings = load_settings()
+    declarations = load_declarations(settings.root)
+    teams = [i for i in declarations.teams if i.manifest.smoke]
+    assert teams, "the example manifests declare smoke jobs"
+    for image in teams:
+        spec = image.manifest.smoke
+        assert spec is not None
+        *builtin, team = jobs_for(settings, image.name)
+        assert tuple(builtin) == BUILTIN_JOBS
+        assert (team.kind, team.path, team.expect, team.timeout) == (
+            JobKind.TEAM, SMOKE_PATH, spec.expect, spec.timeout_seconds)
+    assert jobs_for(settings, declarations.bases[0].name) == BUILTIN_JOBS
+
+
+def test_payload_holds_the_driver_script_with_every_pyspark_job() -> None:
+    files = payload_files()
+    assert set(files) == {"pyspark_suite.py"}
+    for job in BUILTIN_JOBS:
+        if job.kind is JobKind.PYSPARK:
+            assert f"def {job.name}(spark)".encode() in files["pyspark_suite.py"]
