@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 
 from rich.table import Table
 
-from . import attestations, log, registries, scan, signing
+from . import attestations, log, promote, registries, scan, signing
 from .attestations import Kind
 from .build import BuiltImage, build
 from .config.manifests import TeamImage, load_declarations
@@ -95,26 +95,37 @@ def verify_image(settings: Settings, image: BuiltImage, today: date) -> ImageOut
     return outcome
 
 
+def promote_image(settings: Settings, image: BuiltImage, outcome: ImageOutcome, target: Environment) -> None:
+    """Promote a verified image from test to `target` by digest (its gates re-read the attestations)."""
+    with _phase(outcome, "promote"):
+        done = promote.promote(settings, f"{image.image}@{image.digest}", target)
+        outcome.phases["promote"] = f"{done.decision.outcome.value} -> {target}"
+
+
 def run_pipeline(settings: Settings, *, since_rev: str | None = None, images: tuple[str, ...] = (),
-                 jobs: int = 2, today: date | None = None) -> list[ImageOutcome]:
-    """Plan and build, then scan, sign and smoke every image in scope; raise GateFailed if any failed."""
+                 jobs: int = 2, today: date | None = None,
+                 promote_to: Environment | None = Environment.DEV) -> list[ImageOutcome]:
+    """Plan and build, then scan, sign and smoke every image in scope, and promote what passed."""
     today = today or datetime.now(UTC).date()
     with log.step("build"):
         built = build(settings, images=images, since_rev=since_rev, jobs=jobs)
     outcomes = []
     for image in built:
-        outcomes.append(verify_image(settings, image, today))
+        outcome = verify_image(settings, image, today)
+        if promote_to is not None and not outcome.failed:
+            promote_image(settings, image, outcome, promote_to)
+        outcomes.append(outcome)
     return outcomes
 
 
 def summary(outcomes: list[ImageOutcome]) -> Table:
     """One row per image: each phase's result and time."""
     table = Table(title="pipeline", title_justify="left")
-    for column in ("image", "digest", "scan", "sign", "smoke"):
+    for column in ("image", "digest", "scan", "sign", "smoke", "promote"):
         table.add_column(column, overflow="fold")
     for o in outcomes:
         cells = [f"{o.phases.get(p, '-')} ({o.seconds[p]}s)" if p in o.seconds else "-" for p in
-                 ("scan", "sign", "smoke")]
+                 ("scan", "sign", "smoke", "promote")]
         table.add_row(o.image, o.digest[:19] + "…", *cells)
     return table
 
@@ -125,13 +136,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="only these images (and the bases they need)")
     parser.add_argument("--since", metavar="REV", help="only images whose inputs changed since this revision")
     parser.add_argument("--jobs", type=int, default=2, help="images built at once (default 2)")
+    parser.add_argument("--promote-to", default="dev", metavar="ENV",
+                        help="where images that pass go (default dev; `none` to stop in test)")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    target = None if args.promote_to == "none" else Environment.parse(args.promote_to)
     outcomes = run_pipeline(load_settings(profile=args.profile), since_rev=args.since, images=tuple(args.images),
-                            jobs=args.jobs)
+                            jobs=args.jobs, promote_to=target)
     if args.json:
         sys.stdout.write(json.dumps([o.__dict__ for o in outcomes], indent=2) + "\n")
     else:
