@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 with open(os.environ["ETL_CONFIG"], encoding="utf-8") as handle:
     config = yaml.safe_load(handle)
-assert shutil.which("jq"), "jq (apt pin) is missing"
+assert shutil.which("tree"), "tree (apt pin) is missing"
 
 spark = SparkSession.builder.appName("etl-smoke").getOrCreate()
 sales = spark.createDataFrame(
