@@ -121,14 +121,14 @@ def _ensure_in_place(daemon: Daemon, rd: Path) -> str:
 
 def write_htpasswd(path: Path, username: str, password: str) -> None:
     """bcrypt htpasswd file holding exactly one user (ECR's `AWS` and the account's token)."""
-    out = run.call(["htpasswd", "-Bbn", username, password], quiet=True).stdout.strip()
+    out = run.call(["htpasswd", "-iBn", username], input_text=password, quiet=True).stdout.strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text().split(":")[0] != username or not _matches(path, username, password):
         path.write_text(out + "\n")
 
 
 def _matches(path: Path, username: str, password: str) -> bool:
-    done = run.call(["htpasswd", "-vbB", str(path), username, password], check=False, quiet=True)
+    done = run.call(["htpasswd", "-viB", str(path), username], input_text=password, check=False, quiet=True)
     return done.returncode == 0
 
 

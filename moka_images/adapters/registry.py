@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import random
 import re
 import time
@@ -151,9 +152,9 @@ class RegistryClient:
             raise ServiceError(f"{self.registry}: not authorized to {what}",
                                "credentials come from the environment's ECR token; check the account and role")
         if resp.status_code == 403:
-            raise ServiceError(f"{self.registry}: forbidden to {what}: {resp.text[:300]}")
+            raise ServiceError(f"{self.registry}: forbidden to {what}: {_explain(resp)}")
         if resp.status_code >= 400:
-            raise ServiceError(f"{self.registry}: {what} failed with HTTP {resp.status_code}: {resp.text[:300]}")
+            raise ServiceError(f"{self.registry}: {what} failed with HTTP {resp.status_code}: {_explain(resp)}")
 
     # --- reads ---------------------------------------------------------------------------------------
     def ping(self) -> None:
@@ -289,6 +290,29 @@ class RegistryClient:
         location = resp.headers.get("Location")
         if location:
             self._session.delete(_absolute(self.base, location), timeout=self.timeout)
+
+
+def _explain(resp: requests.Response) -> str:
+    """The registry's errors as `CODE: message (cause)`: the cause (e.g. a full disk) sits at the end of a long
+    detail, or only as an errno, and must survive shortening."""
+    try:
+        errors = resp.json()["errors"]
+        parts = [f"{e.get('code')}: {e.get('message')}" + (f" ({c})" if (c := _cause(e.get("detail"))) else "")
+                 for e in errors]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return resp.text[:300]
+    return "; ".join(parts)[:600]
+
+
+def _cause(detail: Any) -> str:
+    if isinstance(detail, str):
+        return detail if len(detail) <= 200 else "…" + detail[-200:]
+    if isinstance(detail, dict):  # distribution's storage errors nest an errno: {"Enclosed": {"Op": .., "Err": 28}}
+        if isinstance(detail.get("Err"), int):
+            return f"{detail.get('Op', 'I/O')}: {os.strerror(detail['Err'])}"
+        nested = [c for v in detail.values() if isinstance(v, dict) and (c := _cause(v))]
+        return nested[0] if nested else json.dumps(detail, separators=(",", ":"))[:200]
+    return ""
 
 
 def _rewindable(kw: dict[str, Any]) -> bool:

@@ -91,7 +91,11 @@ def scan(env: TrivyEnv, image: ImageRef, platform: Platform, db: DbVersion, out_
         raise ValueError("scan images by digest")
     out_dir.mkdir(parents=True, exist_ok=True)
     report_path, sbom_path = out_dir / "report.json", out_dir / "sbom.cdx.json"
-    run.call(["trivy", "image", *env.common_args(image.registry), "--skip-db-update", "--skip-java-db-update",
+    # The scan-result cache in memory: trivy's file cache takes an exclusive lock, so scans running at once
+    # (50 promotions in bench/load_promote.py) failed with "cache may be in use by another process". Results
+    # are cached by moka-images per platform digest and DB instead; the DBs are still read from cache_dir.
+    run.call(["trivy", "image", *env.common_args(image.registry), "--cache-backend", "memory",
+              "--skip-db-update", "--skip-java-db-update",
               "--offline-scan", "--image-src", "remote", "--platform", str(platform),
               "--scanners", ",".join(SCANNERS), "--format", "json",
               "--output", str(report_path), str(image)], timeout=SCAN_TIMEOUT)

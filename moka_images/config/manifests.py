@@ -172,6 +172,14 @@ def _inside(info: ValidationInfo, value: str, *, directory_ok: bool) -> str:
     if folder is None:
         return value
     shown = (info.context or {}).get("shown_folder", str(folder))
+    try:
+        return _check_inside(folder, shown, value, directory_ok=directory_ok)
+    except (RuntimeError, OSError):  # Python 3.11's resolve() raises RuntimeError on a symlink loop
+        raise problem(f"`{value}` holds a symlink loop or an entry that cannot be read",
+                      "remove the loop; keep plain files and directories") from None
+
+
+def _check_inside(folder: Path, shown: str, value: str, *, directory_ok: bool) -> str:
     target = folder / value
     if not os.path.lexists(target):
         raise problem(f"`{value}` does not exist in {shown}/", "add the file or fix the path")

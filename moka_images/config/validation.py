@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import json
+import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +19,7 @@ from ..errors import ManifestError, ValidationProblem
 M = TypeVar("M", bound=BaseModel)
 
 MAX_YAML_BYTES = 256 * 1024
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class Strict(BaseModel):
@@ -37,7 +41,11 @@ class _NoAliasLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str | int | float | bool) and key in seen:
+            try:
+                hash(key)
+            except TypeError:  # `? [a, b]`: a list or mapping as a key
+                raise yaml.YAMLError(f"a key must be a plain value (line {key_node.start_mark.line + 1})") from None
+            if key in seen:
                 raise yaml.YAMLError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -46,19 +54,26 @@ class _NoAliasLoader(yaml.SafeLoader):
 def read_yaml(path: Path, display: str) -> tuple[Any, list[ValidationProblem]]:
     """Load one YAML document safely; problems name the file."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as exc:
         return None, [ValidationProblem(display, "", f"cannot read: {exc.strerror}")]
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or /dev/zero would block or never end
+        return None, [ValidationProblem(display, "", "not a regular file", "declarations are plain files")]
+    size = info.st_size
     if size > MAX_YAML_BYTES:
         return None, [ValidationProblem(display, "", f"file is {size} bytes, over the {MAX_YAML_BYTES} limit")]
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         return None, [ValidationProblem(display, "", "not UTF-8 text")]
+    except OSError as exc:  # no permission, I/O error
+        return None, [ValidationProblem(display, "", f"cannot read: {exc.strerror}")]
     try:
         docs = list(yaml.load_all(text, Loader=_NoAliasLoader))
     except yaml.YAMLError as exc:
         return None, [ValidationProblem(display, "", f"not valid YAML: {exc}".replace("\n", " "))]
+    except RecursionError:  # PyYAML composes recursively: thousands of nested [ or { exhaust the stack
+        return None, [ValidationProblem(display, "", "nested too deeply", "a declaration is a few levels deep")]
     if len(docs) != 1:
         return None, [ValidationProblem(display, "", f"expected one YAML document, found {len(docs)}")]
     return docs[0], []
@@ -94,7 +109,8 @@ def load(model: type[M], path: Path, display: str | None = None) -> M:
 
 def _problem(model: type[BaseModel], display: str, err: Any) -> ValidationProblem:
     loc = [str(p) for p in err["loc"] if p != "[key]"]  # a bad mapping key is reported at the key itself
-    field = ".".join(loc)
+    # A key that is empty or holds dots, spaces or newlines is quoted: the field stays one readable line.
+    field = ".".join(p if _PLAIN_KEY.fullmatch(p) else json.dumps(p) for p in loc)
     if err["type"] == "extra_forbidden":
         known = _keys_at(model, loc[:-1])
         near = difflib.get_close_matches(loc[-1], known, n=1)
