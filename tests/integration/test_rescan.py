@@ -56,7 +56,8 @@ def own(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     # A build tag names a build, not what is served: this one (a single platform) must not be rescanned.
     amd64 = index.platforms()[min(index.platforms())]
     single = test.get_manifest(repo, str(amd64))
-    test.put_manifest(repo, "0.9.0-0123456789-abcdefabcd", single.raw, single.media_type)
+    # Build tags are immutable (the gate refuses to move one), so this one is derived from what it names.
+    test.put_manifest(repo, f"0.9.0-{amd64.hex[:10]}-{amd64.hex[10:20]}", single.raw, single.media_type)
     return settings
 
 
