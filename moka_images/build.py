@@ -158,10 +158,16 @@ def _checked_plan(settings: Settings, images: Sequence[str], since_rev: str | No
 
 def _with_skipped(settings: Settings, client: RegistryClient, plan: Plan,
                   results: dict[str, BuiltImage]) -> list[BuiltImage]:
-    """The results, plus each image the plan skips that has a build, in plan order; their sizes as metrics."""
+    """The results, plus each image the plan skips that has a build (its rolling tags re-pointed at it), in plan
+    order; their sizes as metrics."""
     for d in plan.decisions:
         if d.action is Action.SKIP and d.tag and d.image not in results:
-            manifest = client.get_manifest(settings.repository(d.image), d.tag)
+            repo = settings.repository(d.image)
+            manifest = client.get_manifest(repo, d.tag)
+            # Test's rolling tags name the current declarations' build, even when another build moved them.
+            moved = _move_rolling_tags(client, repo, d.version, manifest.digest)
+            if moved:
+                log.info(f"{d.image}: {', '.join(moved)} pointed at another build; moved back to {d.tag}")
             results[d.image] = BuiltImage(d.image, d.version, d.tag, manifest.digest, manifest.platforms(),
                                           Action.SKIP)
     out = [results[d.image] for d in plan.decisions if d.image in results]
@@ -264,17 +270,22 @@ def _prepare_context(settings: Settings, image: BaseImage | TeamImage, platform:
     return dockerfile
 
 
-def _move_rolling_tags(client: RegistryClient, repo: str, version: str, index: Digest) -> None:
-    """In test, point `{version}` at the new build; `{major}.{minor}` and `latest` only if it is the newest."""
+def _move_rolling_tags(client: RegistryClient, repo: str, version: str, index: Digest) -> list[str]:
+    """In test, point `{version}` at the build; `{major}.{minor}` and `latest` only if it is the newest.
+
+    Returns the tags that moved.
+    """
     built = [b for b in (BuildTag.parse(t) for t in client.list_tags(repo)) if b]
     newest = max((semver.Version.parse(b.version) for b in built), default=None)
     tags = rolling_tags(version)
     if newest is not None and semver.Version.parse(version) < newest:
         tags = [version]
-    manifest = client.get_manifest(repo, str(index))
-    for tag in tags:
-        if client.head_manifest(repo, tag) != index:
+    moving = [tag for tag in tags if client.head_manifest(repo, tag) != index]
+    if moving:
+        manifest = client.get_manifest(repo, str(index))
+        for tag in moving:
             client.put_manifest(repo, tag, manifest.raw, manifest.media_type)
+    return moving
 
 
 def results_table(results: Sequence[BuiltImage]) -> Table:

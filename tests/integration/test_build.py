@@ -53,10 +53,17 @@ def test_rolling_tags_point_at_the_build(built: dict[str, BuiltImage], settings:
             assert client.head_manifest(repo, tag) == image.digest, (name, tag)
 
 
-def test_second_run_rebuilds_nothing(built: dict[str, BuiltImage], settings: Settings) -> None:
+def test_second_run_rebuilds_nothing_and_puts_moved_rolling_tags_back(built: dict[str, BuiltImage],
+                                                                      settings: Settings) -> None:
+    client = registries.client(settings, Environment.TEST)
+    moved = built["ml-platform/feature-store"]
+    repo = settings.repository(moved.image)
+    stray = client.get_manifest(repo, str(moved.platforms[Platform("linux", "amd64")]))
+    client.put_manifest(repo, moved.version, stray.raw, stray.media_type)  # as another build of it would
     again = build(settings)
     assert {r.image: r.action for r in again} == {name: Action.SKIP for name in built}
     assert {r.image: r.digest for r in again} == {name: image.digest for name, image in built.items()}
+    assert client.head_manifest(repo, moved.version) == moved.digest
 
 
 @pytest.fixture()
