@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import semver
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -30,6 +29,7 @@ from .config.policies import exceptions_path, load_exceptions, load_policy
 from .config.settings import Settings, load_settings
 from .errors import ConfigError, GateFailed, ServiceError
 from .findings import DbVersion, ScanReport
+from .images import resolve
 from .models import Digest, Environment, ImageRef, Platform
 from .plan.verdict import Verdict, judge
 from .trivydb import builder
@@ -256,35 +256,6 @@ def scan_predicate(result: ImageScan, verdict: Verdict) -> dict[str, Any]:
 # ---- command line ------------------------------------------------------------------------------
 
 
-def resolve(settings: Settings, client: RegistryClient, image: str,
-            environment: Environment) -> tuple[ImageRef, str]:
-    """IMAGE, IMAGE:VERSION or IMAGE@sha256:... in `environment`'s registry, pinned to a digest.
-
-    Without a version, the highest semver tag. Returns the reference and the image's name.
-    """
-    name, digest, version = image, None, None
-    if "@" in image:
-        name, digest = image.split("@", 1)
-    elif ":" in image:
-        name, version = image.split(":", 1)
-    repo = settings.repository(name)
-    ref = ImageRef(settings.env(environment).registry, repo)
-    if digest:
-        try:
-            return ref.with_digest(Digest(digest)), name
-        except ValueError as exc:
-            raise ConfigError(str(exc), "give IMAGE@sha256:<64 hex>") from None
-    if version is None:
-        tags = [t for t in client.list_tags(repo) if semver.Version.is_valid(t)]
-        if not tags:
-            raise ConfigError(f"no versioned tags of {repo} in {environment}", "give IMAGE:VERSION")
-        version = str(max(semver.Version.parse(t) for t in tags))
-    found = client.head_manifest(repo, version)
-    if found is None:
-        raise ConfigError(f"{ref.name}:{version} does not exist", f"list tags: skopeo list-tags docker://{ref.name}")
-    return ref.with_digest(found), name
-
-
 def render(result: ImageScan, verdict: Verdict, console: Console) -> None:
     """Findings by severity per platform, then the verdict: each blocking finding and what would unblock it."""
     console.print(escape(f"{result.image} ({result.name})"), soft_wrap=True)
@@ -335,8 +306,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     environment = Environment.parse(args.env)
     client = registries.client(settings, environment)
     registries.login_tools(settings, environment)  # trivy reads the registry login from the docker config
-    ref, name = resolve(settings, client, args.image, environment)
-    result = scan_image(settings, client, ref, name)
+    image = resolve(settings, environment, args.image, client)
+    result = scan_image(settings, client, image.ref, image.name)
     verdict = judge_scan(settings, result, environment, date.today())
     if args.json:
         print(json.dumps(scan_predicate(result, verdict), indent=2))

@@ -13,9 +13,9 @@ from ..adapters.registry import RegistryClient
 from ..config.manifests import TeamImage, load_declarations
 from ..config.settings import Settings, load_settings
 from ..errors import ConfigError, GateFailed
+from ..images import resolve
 from ..models import Digest, Environment, ImageRef, Platform
 from ..recipes import team as team_recipe
-from ..scan import resolve  # one resolver for IMAGE[:VERSION] across commands
 from . import jar
 from .docker_runner import DockerRunner
 from .harness import run_suite
@@ -123,8 +123,8 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     if args.ref:
         ref, jobs = parse_ref(args.ref), BUILTIN_JOBS
     else:
-        ref, name = resolve(settings, registries.client(settings, environment), args.image, environment)
-        jobs = jobs_for(settings, name)
+        image = resolve(settings, environment, args.image)
+        ref, jobs = image.ref, jobs_for(settings, image.name)
     result = smoke(settings, environment, ref, jobs, args.platform, args.parallel)
     render(result)
     if args.junit:

@@ -13,9 +13,8 @@ from moka_images.adapters import trivy
 from moka_images.adapters.registry import INDEX_TYPES, Manifest, digest_of
 from moka_images.config.policies import Policy
 from moka_images.config.settings import Settings, load_settings
-from moka_images.errors import ConfigError
 from moka_images.findings import DbVersion, ScanReport, Severity, VulnFinding
-from moka_images.models import Digest, Environment, ImageRef, Platform
+from moka_images.models import Digest, ImageRef, Platform
 from moka_images.plan.verdict import judge
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -110,17 +109,6 @@ def _index(platform_digests: dict[str, Digest]) -> Manifest:
     ] + [{"digest": "sha256:" + "9" * 64, "platform": {"os": "unknown", "architecture": "unknown"}}]}
     raw = json.dumps(doc).encode()
     return Manifest(raw, INDEX_TYPES[0], digest_of(raw))
-
-
-def test_resolve_picks_the_highest_version_or_the_given_one(settings: Settings) -> None:
-    a, b = Digest("sha256:" + "a" * 64), Digest("sha256:" + "b" * 64)
-    client = _FakeRegistry({"1.2.0": a, "1.10.0": b, "latest": a, "1.10.0-rc1": a}, {})
-    ref, name = scan.resolve(settings, client, "spark", Environment.TEST)  # type: ignore[arg-type]
-    assert (ref.repository, ref.digest, name) == ("moka/spark", b, "spark")
-    ref, _ = scan.resolve(settings, client, "spark:1.2.0", Environment.TEST)  # type: ignore[arg-type]
-    assert ref.digest == a and ref.registry == settings.env(Environment.TEST).registry
-    with pytest.raises(ConfigError, match="does not exist"):
-        scan.resolve(settings, client, "spark:9.9.9", Environment.TEST)  # type: ignore[arg-type]
 
 
 def test_scan_image_scans_each_platform_of_the_index_once(settings: Settings, trivy_calls: list,
