@@ -111,11 +111,20 @@ def gate_daemon(settings: Settings, name: str, address: str) -> Daemon:
     ], ready_url=f"http://{address}/v2/")
 
 
-def _ensure_in_place(daemon: Daemon, rd: Path) -> str:
-    """`services.ensure`, after stopping a daemon of ours of that name that no longer answers where it should
-    (an environment's registry from before the gate, still serving the gate's port)."""
-    if services.started_pid(rd, daemon.name) is not None and not services.is_ready(daemon):
+def ensure_ours(daemon: Daemon, rd: Path) -> str:
+    """`services.ensure` for a daemon whose data lives in this home.
+
+    One of ours that no longer answers where it should (an environment's registry from before the gate, still
+    serving the gate's port) is restarted. One that answers but that this home did not start is refused: it
+    belongs to another MOKA_HOME, and using it would mix that home's registries, records and OS base with ours.
+    """
+    ours, ready = services.started_pid(rd, daemon.name) is not None, services.is_ready(daemon)
+    if ours and not ready:
         services.stop(rd, daemon.name)
+    elif ready and not ours:
+        raise ServiceError(f"{daemon.name} already answers at {daemon.ready_url}, but it was not started from "
+                           f"this MOKA_HOME ({rd.parent}): its data lives in another home",
+                           "stop it with `moka-images dev down` under the MOKA_HOME that started it, or use that home")
     return services.ensure(daemon, rd)
 
 
@@ -145,17 +154,17 @@ def up(settings: Settings) -> None:
         enabled = host.ensure_binfmt(settings.platform_list())
         log.info("qemu handlers: " + (", ".join(enabled) or "none needed"))
     with log.step("ECR control plane (moto)"):
-        log.info(f"moto: {services.ensure(moto_daemon(settings), rd)}")
+        log.info(f"moto: {ensure_ours(moto_daemon(settings), rd)}")
     with log.step("registries"):
-        log.info(f"mirror: {services.ensure(registry_daemon(settings, 'mirror', settings.mirror, None), rd)}")
+        log.info(f"mirror: {ensure_ours(registry_daemon(settings, 'mirror', settings.mirror, None), rd)}")
         for env in Environment:
             cfg = settings.env(env)
             creds = registries.credentials(settings, env)
             htpasswd = settings.home / "registries" / env.value / "htpasswd"
             write_htpasswd(htpasswd, creds.username, creds.password)
             backend = registry_daemon(settings, env.value, backend_address(cfg.registry), htpasswd)
-            _ensure_in_place(backend, rd)
-            state = _ensure_in_place(gate_daemon(settings, env.value, cfg.registry), rd)
+            ensure_ours(backend, rd)
+            state = ensure_ours(gate_daemon(settings, env.value, cfg.registry), rd)
             registries.client(settings, env).ping()
             registries.login_tools(settings, env)
             log.info(f"{env}: {state} at {cfg.registry} (account {cfg.account}), registry behind the gate at "
