@@ -12,7 +12,9 @@ import base64
 import binascii
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
 _NOTHING_VALID = ("no signatures found", "no matching signatures", "no signatures associated",
                   "found no attestations", "no matching attestations", "none of the attestations matched")
 _TIMEOUT = 300.0
+_ATTEMPTS, _BACKOFF = 4, 1.0  # a transient registry failure: tries in all, first wait (doubling)
 
 
 def is_kms(key: str) -> bool:
@@ -191,9 +194,23 @@ def _pinned(ref: ImageRef) -> str:
     return f"{ref.name}@{_digest(ref)}"
 
 
+def is_transient(output: str) -> bool:
+    """Whether cosign failed on a registry answer worth retrying: throttling (429) or a server error (5xx)."""
+    return re.search(r"\b(429|500|502|503|504)\b|TOOMANYREQUESTS|Too Many Requests|Service Unavailable",
+                     output) is not None
+
+
 def _call(argv: list[str], opts: Options, *, check: bool = True) -> run.Completed:
-    return run.call(argv, env=dict(opts.env), timeout=_TIMEOUT, check=check,
-                    hint="cosign reads registry logins from the docker config; keys come from moka.yaml")
+    """Run cosign; a failure on a throttled or failing registry is retried with backoff (cosign does not)."""
+    for attempt in range(_ATTEMPTS):
+        done = run.call(argv, env=dict(opts.env), timeout=_TIMEOUT, check=False)
+        if done.returncode == 0 or attempt == _ATTEMPTS - 1 or not is_transient(done.stderr):
+            break
+        time.sleep(_BACKOFF * 2 ** attempt)
+    if check and done.returncode != 0:
+        raise CommandFailed(done.argv, done.returncode, "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:]),
+                            "cosign reads registry logins from the docker config; keys come from moka.yaml")
+    return done
 
 
 def generate_key_pair(private: Path, public: Path, password: str) -> None:

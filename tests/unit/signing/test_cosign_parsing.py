@@ -90,3 +90,22 @@ def test_kms_references_are_passed_as_they_are() -> None:
 def test_plain_http_flags_only_for_loopback_options() -> None:
     assert cosign.Options(plain_http=True).registry_flags() == ["--allow-http-registry", "--allow-insecure-registry"]
     assert cosign.Options().registry_flags() == []
+
+
+@pytest.mark.parametrize("stderr", [
+    ("Error: signing [127.0.0.1:15002/moka/x@sha256:" + "5" * 64 + "]: HEAD http://127.0.0.1:15002/v2/moka/x/"
+     "manifests/sha256-" + "5" * 64 + ".sig: unexpected status code 429 Too Many Requests (HEAD responses have no "
+     "body, use GET for details)\n"),
+    ("Error: PUT http://127.0.0.1:15002/v2/moka/x/blobs/uploads/: unexpected status code 500 Internal Server Error: "
+     "internal error (injected)\n"),
+    "Error: GET https://123.dkr.ecr.eu-west-1.amazonaws.com/v2/x/manifests/latest: TOOMANYREQUESTS: Rate exceeded\n",
+])
+def test_throttling_and_server_errors_are_retried(stderr: str) -> None:
+    assert cosign.is_transient(stderr)
+
+
+@pytest.mark.parametrize("name", ["verify-unsigned.stderr", "verify-wrong-key.stderr", "verify-missing.stderr"])
+def test_answers_and_client_errors_are_not_retried(name: str) -> None:
+    assert not cosign.is_transient((DATA / name).read_text())
+    assert not cosign.is_transient("Error: GET http://127.0.0.1:15001/v2/: UNAUTHORIZED: authentication required\n"
+                                   "digest sha256:500a" + "0" * 60 + "\n")
