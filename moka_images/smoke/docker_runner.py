@@ -6,6 +6,8 @@ Files are copied in with `docker cp` (no bind mount), so a remote engine works t
 
 Under emulation (qemu-user), the JVM's C2 compiler costs more than it saves: C1 only (`TieredStopAtLevel=1`)
 makes Spark start about three times faster there. It changes speed, not behaviour; native runs get no flags.
+(qemu-user's other weakness, a fork of the JVM that deadlocks before exec, is dealt with inside the PySpark
+driver: see `StuckForkReaper` in payload/pyspark_suite.py.)
 """
 
 from __future__ import annotations
@@ -42,10 +44,14 @@ HOSTNAME = "moka-smoke"
 EMULATED_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 
-def create_argv(app: SparkApp, image: ImageRef, platform: Platform, name: str, *, emulated: bool) -> list[str]:
-    """`docker create` for one application, pinned to the per-platform digest. Pure."""
+LABEL = "moka-images.smoke"
+
+
+def create_argv(app: SparkApp, image: ImageRef, platform: Platform, name: str, *, emulated: bool,
+                run_id: str) -> list[str]:
+    """`docker create` for one application, pinned to the per-platform digest, labelled with the run. Pure."""
     argv = ["docker", "create", "--name", name, "--platform", str(platform), "--network", "none",
-            "--hostname", HOSTNAME, "--add-host", f"{HOSTNAME}:127.0.0.1", "--label", "moka-images.smoke=1"]
+            "--hostname", HOSTNAME, "--add-host", f"{HOSTNAME}:127.0.0.1", "--label", f"{LABEL}={run_id}"]
     env = {**DRIVER_ENV, **({"JAVA_TOOL_OPTIONS": EMULATED_JAVA_OPTIONS} if emulated else {})}
     for key, value in env.items():
         argv += ["--env", f"{key}={value}"]
@@ -53,9 +59,15 @@ def create_argv(app: SparkApp, image: ImageRef, platform: Platform, name: str, *
 
 
 class DockerRunner:
-    """Runs smoke applications as containers on the local engine, through qemu for a foreign arch."""
+    """Runs smoke applications as containers on the local engine, through qemu for a foreign arch.
+
+    Its containers carry the label `moka-images.smoke=<run_id>`, so a run's leftovers can be found.
+    """
 
     name = "docker"
+
+    def __init__(self) -> None:
+        self.run_id = uuid.uuid4().hex[:12]
 
     def prepare(self, image: ImageRef, platform: Platform) -> None:
         """Pull the per-platform image by digest (a no-op when the engine already has it)."""
@@ -69,7 +81,8 @@ class DockerRunner:
     def run(self, app: SparkApp, image: ImageRef, platform: Platform, files: Mapping[str, bytes]) -> AppOutput:
         """Create the container, copy the files in, start it attached; a timer kills it at `app.limit`."""
         name = f"moka-smoke-{uuid.uuid4().hex[:12]}"
-        run.call(create_argv(app, image, platform, name, emulated=platform != native_platform()), quiet=True)
+        emulated = platform != native_platform()
+        run.call(create_argv(app, image, platform, name, emulated=emulated, run_id=self.run_id), quiet=True)
         try:
             if files:
                 self._copy_in(name, files)

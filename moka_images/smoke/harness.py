@@ -13,8 +13,8 @@ from .results import JobResult, PlatformRun, Status, SuiteResult, classify_cause
 from .runner import Runner
 from .suite import JAR_NAME, JobKind, JobSpec, SparkApp, payload_files, plan_apps
 
-# Builds the JVM job's jar for an image (per-platform ref): returns (Spark version, jar bytes).
-JarProvider = Callable[[ImageRef, Platform], tuple[str, bytes]]
+# Builds the JVM job's jar for an image (per-platform ref).
+JarProvider = Callable[[ImageRef, Platform], bytes]
 
 
 def run_suite(
@@ -29,36 +29,37 @@ def run_suite(
     """Run `jobs` on each platform's digest of `index`; a mismatch between platforms fails the suite."""
     started = _now()
     apps = plan_apps(jobs)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_run_platform, index.with_digest(d), p, apps, runner, jar_provider)
-                   for p, d in sorted(platforms.items())]
-        runs = tuple(f.result() for f in futures)
+    todo = sorted(platforms.items())
+    if workers <= 1:
+        # In this thread, so that Ctrl-C reaches the running container (a pool would finish its work first).
+        runs = tuple(_run_platform(index, p, d, apps, runner, jar_provider) for p, d in todo)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_run_platform, index, p, d, apps, runner, jar_provider) for p, d in todo]
+            runs = tuple(f.result() for f in futures)
     return SuiteResult(index, runs, compare(runs), started, _now(), runner.name)
 
 
-def _run_platform(image: ImageRef, platform: Platform, apps: list[SparkApp], runner: Runner,
+def _run_platform(index: ImageRef, platform: Platform, digest: Digest, apps: list[SparkApp], runner: Runner,
                   jar_provider: JarProvider) -> PlatformRun:
-    assert image.digest is not None
+    image = index.with_digest(digest)
     results: list[JobResult] = []
     seconds: dict[str, float] = {}
-    with log.step(f"smoke {platform}", digest=image.digest.short):
+    with log.step(f"smoke {platform}", digest=digest.short):
         try:
             runner.prepare(image, platform)
         except MokaError as exc:
-            why = f"cannot fetch the image: {exc.message.splitlines()[0]}"
-            failed = [_error(j, platform, classify_cause(exc.message) or why, exc.message) for a in apps for j in a.jobs]
-            return PlatformRun(platform, image.digest, tuple(failed))
+            return PlatformRun(platform, digest, tuple(_errors(apps, platform, "cannot fetch the image", exc)))
         files = payload_files()
         for app in apps:
-            app_files = dict(files)
-            if any(j.kind is JobKind.JVM for j in app.jobs):
-                try:
-                    app_files[JAR_NAME] = jar_provider(image, platform)[1]
-                except MokaError as exc:
-                    results += [_error(j, platform, f"cannot build the smoke jar: {exc.message.splitlines()[0]}",
-                                       exc.message) for j in app.jobs]
-                    continue
-            output = runner.run(app, image, platform, app_files)
+            try:
+                app_files = dict(files)
+                if any(j.kind is JobKind.JVM for j in app.jobs):
+                    app_files[JAR_NAME] = jar_provider(image, platform)
+                output = runner.run(app, image, platform, app_files)
+            except MokaError as exc:
+                results += _errors([app], platform, f"cannot run {app.name}", exc)
+                continue
             seconds[app.name] = output.seconds
             judged = job_results(app, platform, output)
             for job in judged:
@@ -66,11 +67,14 @@ def _run_platform(image: ImageRef, platform: Platform, apps: list[SparkApp], run
                 say(f"{platform} {job.job}: {job.status.value} in {job.seconds:.1f}s"
                     + (f" ({job.message})" if job.message else ""))
             results += judged
-    return PlatformRun(platform, image.digest, tuple(results), seconds)
+    return PlatformRun(platform, digest, tuple(results), seconds)
 
 
-def _error(job: JobSpec, platform: Platform, message: str, detail: str) -> JobResult:
-    return JobResult(job.name, platform, Status.ERROR, 0.0, message=message, log_tail=detail[-4000:])
+def _errors(apps: list[SparkApp], platform: Platform, what: str, exc: MokaError) -> list[JobResult]:
+    """Every job of `apps` as an error: the run could not even start them."""
+    message = classify_cause(exc.message) or f"{what}: {' '.join(exc.message.split())[:300]}"
+    return [JobResult(j.name, platform, Status.ERROR, 0.0, message=message, log_tail=str(exc)[-4000:])
+            for app in apps for j in app.jobs]
 
 
 def _now() -> str:

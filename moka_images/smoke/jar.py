@@ -53,8 +53,8 @@ def jar_bytes(classes: Path) -> bytes:
     return buf.getvalue()
 
 
-def build_jar(image: ImageRef, platform: Platform, cache_dir: Path) -> tuple[str, bytes]:
-    """(Spark version, jar bytes) for `image`: from the cache, or compiled with javac --release 17."""
+def build_jar(image: ImageRef, platform: Platform, cache_dir: Path) -> bytes:
+    """The JVM job's jar for `image`: from the cache, or compiled with javac --release 17."""
     spark_home = _spark_home(image)
     listing = run.call(["docker", "run", "--rm", "--network", "none", "--platform", str(platform),
                         "--entrypoint", "ls", str(image), f"{spark_home}/jars"], quiet=True,
@@ -63,14 +63,14 @@ def build_jar(image: ImageRef, platform: Platform, cache_dir: Path) -> tuple[str
     java_source = source()
     cached = cache_dir / cache_name(version, scala, java_source)
     if cached.is_file():
-        return version, cached.read_bytes()
+        return cached.read_bytes()
     with log.step(f"compile the JVM smoke job against Spark {version} (Scala {scala})"):
         data = _compile(image, platform, spark_home, java_source)
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}.tmp")
     partial.write_bytes(data)
     partial.replace(cached)
-    return version, data
+    return data
 
 
 def _compile(image: ImageRef, platform: Platform, spark_home: str, java_source: bytes) -> bytes:

@@ -1,6 +1,6 @@
 """The smoke suite for real: Spark in the built images on amd64 and (through qemu) arm64.
 
-Needs the local stack and the Spark base images in the test registry (`moka-images build`). The negative
+Needs the local stack (the session's `stack` fixture fails without it) and the images it builds. The negative
 images are built here from the real base: one whose arm64 variant has no Java, one whose arm64 Python cannot
 import pyspark; their amd64 variant is the base's own, so only arm64 may fail.
 """
@@ -15,15 +15,15 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from moka_images import registries
+from moka_images import attestations, registries
 from moka_images.adapters import buildx, run
 from moka_images.adapters.registry import RegistryClient
-from moka_images.config.settings import Settings, load_settings
-from moka_images.errors import MokaError
+from moka_images.attestations import Kind
+from moka_images.build import BuiltImage
+from moka_images.config.settings import Settings
 from moka_images.models import Digest, Environment, ImageRef, Platform
-from moka_images.scan import resolve
 from moka_images.smoke.cli import index_platforms, smoke
-from moka_images.smoke.docker_runner import DockerRunner
+from moka_images.smoke.docker_runner import LABEL, DockerRunner
 from moka_images.smoke.jar import build_jar
 from moka_images.smoke.report import junit_xml, predicate
 from moka_images.smoke.results import Status, job_results
@@ -38,34 +38,23 @@ SUITE_BUDGET_SECONDS = 480
 
 
 @pytest.fixture(scope="module")
-def settings() -> Settings:
-    """The local profile, or a skip when its test registry does not answer."""
-    found = load_settings()
-    try:
-        registries.client(found, TEST).ping()
-    except MokaError as exc:
-        pytest.skip(f"local stack is not up ({exc.message}); start it with `moka-images dev up`")
-    registries.login_tools(found, TEST)
-    return found
+def client(stack: Settings) -> RegistryClient:
+    """The test registry, with docker, buildx and cosign logged in to it."""
+    registries.login_tools(stack, TEST)
+    return registries.client(stack, TEST)
 
 
-@pytest.fixture(scope="module")
-def client(settings: Settings) -> RegistryClient:
-    return registries.client(settings, TEST)
-
-
-def base_image(settings: Settings, client: RegistryClient, line: str) -> ImageRef:
-    """The newest version of the Spark base image `line` in the test registry, pinned to its index digest."""
-    assert client.list_tags(settings.repository(line)), f"no {line} in the test registry: `moka-images build {line}`"
-    return resolve(settings, client, line, TEST)[0]
+def base_image(settings: Settings, built: dict[str, BuiltImage], line: str) -> ImageRef:
+    """The Spark base image `line` as the session built it, pinned to its index digest."""
+    return ImageRef(settings.env(TEST).registry, settings.repository(line), digest=built[line].digest)
 
 
 @pytest.mark.parametrize("line", ["spark-3.5", "spark-4.0"])
-def test_suite_passes_on_both_platforms(settings: Settings, client: RegistryClient, line: str,
-                                        tmp_path: Path) -> None:
-    image = base_image(settings, client, line)
+def test_suite_passes_on_both_platforms(stack: Settings, built: dict[str, BuiltImage], client: RegistryClient,
+                                        line: str) -> None:
+    image = base_image(stack, built, line)
     start = time.monotonic()
-    result = smoke(settings, TEST, image, BUILTIN_JOBS)
+    result = smoke(stack, TEST, image, BUILTIN_JOBS)
     elapsed = time.monotonic() - start
     assert result.passed, "\n".join(result.failures())
     assert [r.platform for r in result.runs] == [AMD, ARM]
@@ -81,8 +70,12 @@ def test_suite_passes_on_both_platforms(settings: Settings, client: RegistryClie
     assert {p["digest"] for p in doc["platforms"]} == set(map(str, index_platforms(client, image)[1].values()))
     root = ET.fromstring(junit_xml(result))
     assert root.get("failures") == "0" and root.get("errors") == "0" and int(root.get("tests") or 0) == 15
-    (tmp_path / "smoke.json").write_text(json.dumps(doc))
     assert elapsed < SUITE_BUDGET_SECONDS, f"suite took {elapsed:.0f}s"
+    # Attested as the pipeline does, so that later tests (the end-to-end promotion) reuse this run; read back
+    # through `cosign verify-attestation` with the test key.
+    attestations.attest(stack, TEST, image, Kind.SMOKE, doc, replace=True)
+    (found,) = attestations.read_attestations(stack, TEST, image, Kind.SMOKE, trusted=[TEST])
+    assert found.predicate["passed"] and found.predicate["image"]["digest"] == str(image.digest)
 
 
 NO_JAVA = """\
@@ -138,11 +131,11 @@ def broken_index(settings: Settings, client: RegistryClient, base: ImageRef, nam
     ("spark-no-pyspark", NO_PYSPARK, "python cannot import pyspark",
      {"dataframe_sql", "python_udf", "parquet", "entrypoint"}),
 ])
-def test_broken_arm64_variant_fails_on_arm64_only(settings: Settings, client: RegistryClient, tmp_path: Path,
-                                                  name: str, dockerfile: str, cause: str,
-                                                  arm_jobs_failing: set[str]) -> None:
-    image = broken_index(settings, client, base_image(settings, client, "spark-3.5"), name, dockerfile, tmp_path)
-    result = smoke(settings, TEST, image, BUILTIN_JOBS)
+def test_broken_arm64_variant_fails_on_arm64_only(stack: Settings, built: dict[str, BuiltImage],
+                                                  client: RegistryClient, tmp_path: Path, name: str, dockerfile: str,
+                                                  cause: str, arm_jobs_failing: set[str]) -> None:
+    image = broken_index(stack, client, base_image(stack, built, "spark-3.5"), name, dockerfile, tmp_path)
+    result = smoke(stack, TEST, image, BUILTIN_JOBS)
     assert not result.passed
     runs = {r.platform: r for r in result.runs}
     assert runs[AMD].passed, "\n".join(result.failures())
@@ -155,29 +148,29 @@ def test_broken_arm64_variant_fails_on_arm64_only(settings: Settings, client: Re
     assert all(line.startswith("linux/arm64: ") for line in result.failures())
 
 
-def test_job_over_its_own_limit_is_timed_out_and_the_next_still_runs(settings: Settings,
-                                                                     client: RegistryClient) -> None:
-    image = base_image(settings, client, "spark-3.5")
+def test_job_over_its_own_limit_is_timed_out_and_the_next_still_runs(stack: Settings,
+                                                                     built: dict[str, BuiltImage]) -> None:
+    image = base_image(stack, built, "spark-3.5")
     jobs = (JobSpec("parquet", JobKind.PYSPARK, 0.05), JobSpec("python_udf", JobKind.PYSPARK, 180))
-    result = smoke(settings, TEST, image, jobs, platforms=[AMD])
+    result = smoke(stack, TEST, image, jobs, platforms=[AMD])
     assert [r.platform for r in result.runs] == [AMD]
     jobs_by_name = {j.job: j for j in result.runs[0].jobs}
     assert jobs_by_name["parquet"].status is Status.TIMED_OUT, jobs_by_name["parquet"].describe()
     assert jobs_by_name["python_udf"].passed, jobs_by_name["python_udf"].describe()
 
 
-def test_hung_application_is_killed_at_its_limit(settings: Settings, client: RegistryClient) -> None:
-    image = base_image(settings, client, "spark-3.5")
-    amd = image.with_digest(index_platforms(client, image)[1][AMD])
+def test_hung_application_is_killed_at_its_limit(stack: Settings, built: dict[str, BuiltImage],
+                                                 client: RegistryClient) -> None:
+    amd = base_image(stack, built, "spark-3.5").with_digest(built["spark-3.5"].platforms[AMD])
     runner = DockerRunner()
     runner.prepare(amd, AMD)
     # No start-up allowance and 4s for the JVM job: it cannot even start Spark in time.
     (app,) = [replace(a, startup=0.0) for a in plan_apps((JobSpec("jvm", JobKind.JVM, 4),))]
-    jar_bytes = build_jar(amd, AMD, settings.home / "cache" / "smoke")[1]
+    jar_bytes = build_jar(amd, AMD, stack.home / "cache" / "smoke")
     start = time.monotonic()
     out = runner.run(app, amd, AMD, {**payload_files(), JAR_NAME: jar_bytes})
     assert out.timed_out and time.monotonic() - start < 30
     (job,) = job_results(app, AMD, out)
     assert job.status is Status.TIMED_OUT and "limit of 4s" in (job.message or "")
-    left = run.call(["docker", "ps", "--all", "--quiet", "--filter", "label=moka-images.smoke=1"], quiet=True)
+    left = run.call(["docker", "ps", "--all", "--quiet", "--filter", f"label={LABEL}={runner.run_id}"], quiet=True)
     assert left.stdout.strip() == "", "the killed container was removed"

@@ -104,3 +104,58 @@ def test_team_script_that_exits_non_zero_is_an_error(driver: ModuleType, tmp_pat
 def test_unknown_job_name_stops_the_driver(driver: ModuleType) -> None:
     with pytest.raises(SystemExit):
         driver.parse_plan(["nope=10"])
+
+
+def fake_proc(root: Path, processes: dict[int, tuple[int, bytes]]) -> Path:
+    """A /proc with `pid: (ppid, cmdline)` entries, as the kernel shows them."""
+    for pid, (ppid, cmdline) in processes.items():
+        (root / str(pid)).mkdir(parents=True)
+        (root / str(pid) / "stat").write_bytes(f"{pid} (qemu-aarch64) S {ppid} 1 1 0".encode())
+        (root / str(pid) / "cmdline").write_bytes(cmdline)
+    (root / "self").mkdir()
+    return root
+
+
+JVM = b"/usr/libexec/qemu-binfmt/aarch64-binfmt-P\0/usr/bin/java\0-cp\0jars/*\0"
+
+
+def test_reaper_finds_only_jvm_children_still_a_copy_of_the_jvm_after_its_delay(driver: ModuleType,
+                                                                                tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, {
+        40: (1, JVM),  # the JVM
+        41: (40, JVM),  # forked, never reached exec
+        42: (40, b"/usr/libexec/qemu-binfmt/aarch64-binfmt-P\0/usr/bin/chmod\x000644\0f\0"),  # exec'd normally
+        43: (1, JVM),  # looks the same, but not the JVM's child
+    })
+    reaper = driver.StuckForkReaper(40, after=15.0, proc=str(proc))
+    assert reaper.stuck_children(now=100.0) == []  # first seen now
+    assert reaper.stuck_children(now=110.0) == []
+    assert reaper.stuck_children(now=115.0) == [41]
+
+
+def test_job_that_met_a_stuck_fork_is_retried_and_says_so(driver: ModuleType,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    reaper = SimpleNamespace(killed=0)
+    attempts: list[int] = []
+
+    def chmod_killed_once(spark: object) -> dict:
+        attempts.append(1)
+        if len(attempts) == 1:
+            reaper.killed += 1  # as the reaper thread does while the job waits on the stuck child
+            raise RuntimeError("ExitCodeException exitCode=137: chmod")
+        return {"rows": 5}
+
+    spark = SimpleNamespace(sparkContext=FakeContext())
+    assert driver.run_one(spark, "parquet", 5, {"arch": "aarch64"}, chmod_killed_once, reaper)
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("MOKA_RESULT "))
+    assert record["status"] == "passed" and record["value"] == {"rows": 5} and len(attempts) == 2
+    assert record["info"] == {"arch": "aarch64", "retries_after_stuck_fork": 1}
+
+
+def test_a_failure_without_a_stuck_fork_is_not_retried(driver: ModuleType,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    reaper = SimpleNamespace(killed=3)
+    spark = SimpleNamespace(sparkContext=FakeContext())
+    assert not driver.run_one(spark, "crash", 5, {}, driver.JOBS["crash"], reaper)
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("MOKA_RESULT "))
+    assert record["status"] == "error" and record["info"] == {} and spark.sparkContext.groups == ["crash"]

@@ -55,18 +55,19 @@ def test_pyspark_application_gets_driver_pod_arguments_through_the_entrypoint() 
 
 def test_create_argv_pins_platform_digest_and_isolates_network() -> None:
     jvm = next(a for a in plan_apps(BUILTIN_JOBS) if a.name == "jvm")
-    argv = create_argv(jvm, IMAGE, Platform("linux", "arm64"), "moka-smoke-x", emulated=False)
+    argv = create_argv(jvm, IMAGE, Platform("linux", "arm64"), "moka-smoke-x", emulated=False, run_id="r1")
     assert argv[:2] == ["docker", "create"]
     assert argv[argv.index("--platform") + 1] == "linux/arm64"
     assert argv[argv.index("--network") + 1] == "none"
     assert argv[argv.index("--add-host") + 1] == f"{argv[argv.index('--hostname') + 1]}:127.0.0.1"
     assert "SPARK_DRIVER_BIND_ADDRESS=127.0.0.1" in argv
+    assert argv[argv.index("--label") + 1] == "moka-images.smoke=r1"
     assert not any(a.startswith("JAVA_TOOL_OPTIONS=") for a in argv)
     assert argv[argv.index(str(IMAGE)) + 1] == "spark-submit"
 
 
 def test_emulated_platform_gets_the_c1_only_jit() -> None:
-    argv = create_argv(plan_apps(BUILTIN_JOBS)[0], IMAGE, Platform("linux", "arm64"), "x", emulated=True)
+    argv = create_argv(plan_apps(BUILTIN_JOBS)[0], IMAGE, Platform("linux", "arm64"), "x", emulated=True, run_id="r")
     assert "JAVA_TOOL_OPTIONS=-XX:TieredStopAtLevel=1" in argv
 
 

@@ -1,0 +1,36 @@
+"""The smoke command's argument handling: plain references and the registered options."""
+
+from __future__ import annotations
+
+import pytest
+
+from moka_images.cli import build_parser
+from moka_images.errors import ConfigError
+from moka_images.models import Digest, ImageRef, Platform
+from moka_images.smoke.cli import parse_ref
+
+DIGEST = "sha256:" + "c" * 64
+
+
+@pytest.mark.parametrize(("text", "ref"), [
+    (f"127.0.0.1:15001/scratch-smoke/spark-no-java@{DIGEST}",
+     ImageRef("127.0.0.1:15001", "scratch-smoke/spark-no-java", digest=Digest(DIGEST))),
+    ("127.0.0.1:15001/moka/spark-3.5:1.0.1", ImageRef("127.0.0.1:15001", "moka/spark-3.5", "1.0.1")),
+    ("127.0.0.1:15001/moka/spark-3.5", ImageRef("127.0.0.1:15001", "moka/spark-3.5")),
+])
+def test_parse_ref(text: str, ref: ImageRef) -> None:
+    assert parse_ref(text) == ref
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:15001/moka/x@sha256:short", "127.0.0.1:15001/Bad/Name"])
+def test_bad_ref_is_a_config_error(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_ref(text)
+
+
+def test_smoke_command_options() -> None:
+    args = build_parser().parse_args(["smoke", "spark-3.5", "--env", "test", "--platform", "linux/arm64",
+                                      "--junit", "j.xml", "--json", "r.json", "--attest"])
+    assert (args.image, args.env, args.platform, args.attest) == ("spark-3.5", "test", [Platform("linux", "arm64")],
+                                                                   True)
+    assert str(args.junit) == "j.xml" and str(args.json) == "r.json" and args.parallel == 1
