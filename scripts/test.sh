@@ -7,4 +7,5 @@ cd "$here"
 bash scripts/bootstrap.sh
 .venv/bin/moka-images dev up
 .venv/bin/python -m pytest tests/unit -q -p no:cacheprovider
-.venv/bin/python -m pytest tests -q -p no:cacheprovider -m "integration or e2e" --durations=15 "$@"
+# Integration before end to end: the promotion reuses the smoke results the smoke tests attest.
+.venv/bin/python -m pytest tests/integration tests/e2e -q -p no:cacheprovider -m "integration or e2e" --durations=15 "$@"
