@@ -338,8 +338,8 @@ def test_the_stack_runs_a_gate_in_front_of_each_environment_s_registry(settings:
 
         backend = stack.registry_daemon(local, "test", stack.backend_address(address), htpasswd)
         assert backend.ready_url == f"http://127.0.0.1:{port + 1000}/v2/"
-        assert stack._ensure_in_place(backend, rd) == "started"
-        assert stack._ensure_in_place(stack.gate_daemon(local, "test", address), rd) == "started"
+        assert stack.ensure_ours(backend, rd) == "started"
+        assert stack.ensure_ours(stack.gate_daemon(local, "test", address), rd) == "started"
 
         client = RegistryClient(address, USER, PASSWORD)
         repo = f"scratch-gate/stack-{RUN}"
