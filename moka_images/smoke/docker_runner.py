@@ -6,12 +6,13 @@ Files are copied in with `docker cp` (no bind mount), so a remote engine works t
 
 Under emulation (qemu-user), the JVM's C2 compiler costs more than it saves: C1 only (`TieredStopAtLevel=1`)
 makes Spark start about three times faster there. It changes speed, not behaviour; native runs get no flags.
-(qemu-user's other weakness, a fork of the JVM that deadlocks before exec, is dealt with inside the PySpark
-driver: see `StuckForkReaper` in payload/pyspark_suite.py.)
+qemu-user's other weakness, a fork of the JVM that deadlocks before its exec, is watched for from the host while
+an emulated application runs (stuck_forks.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 import time
@@ -19,12 +20,14 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from .. import log
 from ..adapters import run
 from ..adapters.host import native_platform
 from ..errors import CommandFailed, ServiceError
 from ..models import ImageRef, Platform
 from .results import AppOutput
 from .runner import DRIVER_ENV, spark_submit_args
+from .stuck_forks import ForkWatch
 from .suite import PAYLOAD_DIR, SparkApp
 
 
@@ -92,12 +95,16 @@ class DockerRunner:
                 killed.set()
                 run.call(["docker", "kill", name], check=False, quiet=True)
 
+            def reaped(pid: int) -> None:
+                log.warn(f"{platform} {app.name}: killed process {pid}, a fork of the JVM stuck in qemu before exec")
+
             timer = threading.Timer(app.limit, kill)
             start = time.monotonic()
             timer.start()
             try:
-                # The timer ends the container; this outer limit only guards against a wedged engine.
-                done = run.call(["docker", "start", "--attach", name], check=False, timeout=app.limit + 120)
+                with ForkWatch(lambda: _main_pid(name), reaped) if emulated else contextlib.nullcontext():
+                    # The timer ends the container; this outer limit only guards against a wedged engine.
+                    done = run.call(["docker", "start", "--attach", name], check=False, timeout=app.limit + 120)
             except CommandFailed as exc:
                 raise ServiceError(f"the docker engine did not stop container {name} after its limit",
                                    "check `docker ps` and the engine's health") from exc
@@ -118,3 +125,10 @@ class DockerRunner:
                 target.write_bytes(data)
                 target.chmod(0o644)
             run.call(["docker", "cp", f"{stage}/.", f"{name}:{PAYLOAD_DIR}"], quiet=True)
+
+
+def _main_pid(container: str) -> int | None:
+    """The host pid of a running container's main process, if it runs (a local engine's pid namespace)."""
+    done = run.call(["docker", "inspect", "--format", "{{.State.Pid}}", container], check=False, quiet=True)
+    pid = done.stdout.strip()
+    return int(pid) if done.returncode == 0 and pid.isdigit() and pid != "0" else None
