@@ -33,6 +33,12 @@ CLEAN_DPKG = "Package: base-files\nStatus: install ok installed\nArchitecture: {
              "Description: base\n\n"
 
 
+
+def suite_settings(stack: Settings, prefix: str) -> Settings:
+    """The local profile with a suite's own repository prefix, and every environment's keys present."""
+    keys.ensure_keys(stack)
+    return stack.model_copy(update={"repository_prefix": prefix})
+
 @dataclass(frozen=True)
 class Pushed:
     """A pushed image: its index digest, build tag, per-platform digests and blobs."""

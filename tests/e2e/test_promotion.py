@@ -17,9 +17,9 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from promote_support import Pushed, push_image, ready_in_test, snapshot, vulnerable_jar
+from promote_support import Pushed, push_image, ready_in_test, snapshot, suite_settings, vulnerable_jar
 
-from moka_images import attestations, keys, registries
+from moka_images import attestations, registries
 from moka_images.adapters import run
 from moka_images.adapters.copy import copy_image
 from moka_images.attestations import Kind
@@ -41,8 +41,7 @@ SPARK = "spark-3.5"
 @pytest.fixture(scope="module")
 def psettings(stack: Settings) -> Settings:
     """The local profile with this suite's own repository prefix, and every environment's keys."""
-    keys.ensure_keys(stack)
-    return stack.model_copy(update={"repository_prefix": PREFIX})
+    return suite_settings(stack, PREFIX)
 
 
 def promote(image: str, to: str, *extra: str) -> subprocess.CompletedProcess[str]:

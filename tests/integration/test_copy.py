@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from promote_support import Pushed, push_image, ready_in_test, snapshot
+from promote_support import Pushed, push_image, ready_in_test, snapshot, suite_settings
 
 from moka_images import history, keys, registries
 from moka_images.adapters import cosign
@@ -35,8 +35,7 @@ RUN = uuid.uuid4().hex[:8]
 @pytest.fixture(scope="module")
 def psettings(stack: Settings) -> Settings:
     """The local profile with this suite's own repository prefix, and every environment's keys."""
-    keys.ensure_keys(stack)
-    return stack.model_copy(update={"repository_prefix": PREFIX})
+    return suite_settings(stack, PREFIX)
 
 
 def _cli(*args: str) -> list[str]:

@@ -20,11 +20,9 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from daemon_support import free_port, stop, wait_ready
 from promote_support import Pushed, push_image, ready_in_test
 
 from moka_images import promote, registries, stack
@@ -39,7 +38,6 @@ from moka_images.adapters import run
 from moka_images.adapters.copy import walk
 from moka_images.adapters.registry import RegistryClient
 from moka_images.adapters.registry_gate import Faults
-from moka_images.adapters.services import Daemon, is_ready
 from moka_images.config.settings import Settings
 from moka_images.errors import CommandFailed, MokaError
 from moka_images.models import Digest, Environment, Platform
@@ -57,26 +55,7 @@ KILLED_PROMOTION = ("`moka-images promote --confirm` SIGKILLed mid-copy",
                     "before the image is complete; the rerun finishes the copy and moves the tags; then a no-op"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
-
-def wait_ready(address: str, pid: int, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while not is_ready(Daemon("probe", [], ready_url=f"http://{address}/v2/")):
-        if time.monotonic() > deadline or os.waitpid(pid, os.WNOHANG)[0]:
-            pytest.fail(f"{address} did not come up: {log.read_text()[-2000:]}")
-        time.sleep(0.1)
-
-
-def stop(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
 
 
 @dataclass
@@ -100,13 +79,13 @@ class Lane:
             "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
             "auth": {"htpasswd": {"realm": "faults", "path": str(htpasswd)}}}))
         self.pids["registry"] = run.spawn(["docker-registry", "serve", str(config)], self.tmp / "registry.log")
-        wait_ready(self.backend, self.pids["registry"], self.tmp / "registry.log")
+        wait_ready(f"http://{self.backend}/v2/", self.pids["registry"], self.tmp / "registry.log")
 
     def start_gate(self) -> None:
         self.pids["gate"] = run.spawn([sys.executable, "-m", "moka_images.adapters.registry_gate", "--listen",
                                        self.address, "--backend", self.backend, "--faults", str(self.faults)],
                                       self.tmp / "gate.log")
-        wait_ready(self.address, self.pids["gate"], self.tmp / "gate.log")
+        wait_ready(f"http://{self.address}/v2/", self.pids["gate"], self.tmp / "gate.log")
 
     def direct(self) -> RegistryClient:
         """The registry itself, past the gate and its faults."""

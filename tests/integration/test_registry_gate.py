@@ -10,7 +10,6 @@ import hashlib
 import http.client
 import json
 import os
-import signal
 import socket
 import sys
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from daemon_support import free_port, stop, wait_ready
 
 from moka_images import stack
 from moka_images.adapters import run, services
@@ -41,26 +41,7 @@ RUN = uuid.uuid4().hex[:8]
 BIG = 300 * 1024 * 1024
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
-
-def wait_ready(url: str, pid: int, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while not is_ready(Daemon("probe", [], ready_url=url)):
-        if time.monotonic() > deadline or os.waitpid(pid, os.WNOHANG)[0]:
-            pytest.fail(f"{url} did not come up: {log.read_text()[-2000:]}")
-        time.sleep(0.1)
-
-
-def stop(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
 
 
 def rss_mib(pid: int, field: str) -> float:

@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 import requests
-from promote_support import OCI_INDEX, Pushed, push_image, ready_in_test, snapshot
+from promote_support import OCI_INDEX, Pushed, push_image, ready_in_test, snapshot, suite_settings
 
 from moka_images import history, keys, registries, stack
 from moka_images.adapters import cosign
@@ -40,8 +40,7 @@ RUN = uuid.uuid4().hex[:8]
 @pytest.fixture(scope="module")
 def ssettings(stack: Settings) -> Settings:
     """The local profile with this suite's own repository prefix, and every environment's keys."""
-    keys.ensure_keys(stack)
-    return stack.model_copy(update={"repository_prefix": PREFIX})
+    return suite_settings(stack, PREFIX)
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
