@@ -37,12 +37,12 @@ sys.path.insert(0, str(ROOT / "tests"))  # promote_support: images pushed throug
 
 from promote_support import Pushed, push_image, ready_in_test
 
-from moka_images import keys, promote, registries
 from moka_images.adapters.copy import TagSet, copy_image, set_tags
 from moka_images.adapters.registry import is_local
 from moka_images.config.settings import Settings, load_settings
 from moka_images.models import Environment
 from moka_images.plan.graph import rolling_tags
+from moka_images.stages import keys, promote, registries
 
 TEST, DEV = Environment.TEST, Environment.DEV
 

@@ -28,12 +28,13 @@ sys.path.insert(0, str(ROOT / "tests"))  # promote_support: the stand-in image
 
 from promote_support import push_image
 
-from moka_images import registries, signing
 from moka_images.adapters import run
 from moka_images.adapters.copy import CopyStats, TagSet, copy_image, set_tags, walk
 from moka_images.config.settings import Settings, load_settings
 from moka_images.models import Digest, Environment, ImageRef
 from moka_images.plan.graph import BuildTag
+from moka_images.stages import registries
+from moka_images.stages.verify import signing
 
 TEST, DEV = Environment.TEST, Environment.DEV
 LIMIT = 1200.0  # seconds, per step

@@ -8,23 +8,23 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import log, metrics
-from .errors import MokaError
+from moka_images import log, metrics
+from moka_images.errors import MokaError
 
 # Each module exposes register(subparsers): it adds its subcommands and sets `func(args) -> int`.
 COMMAND_MODULES = [
-    "moka_images.stack",
-    "moka_images.doctor",
-    "moka_images.smoke.cli",
-    "moka_images.scan",
-    "moka_images.planning",
-    "moka_images.build",
-    "moka_images.pipeline",
-    "moka_images.signing",
-    "moka_images.promote",
-    "moka_images.status",
-    "moka_images.rescan",
-    "moka_images.report",
+    "moka_images.devstack.stack",
+    "moka_images.devstack.doctor",
+    "moka_images.stages.verify.smoke",
+    "moka_images.stages.verify.scan",
+    "moka_images.stages.planning",
+    "moka_images.stages.build",
+    "moka_images.stages.pipeline",
+    "moka_images.stages.verify.signing",
+    "moka_images.stages.promote",
+    "moka_images.stages.status",
+    "moka_images.stages.rescan",
+    "moka_images.stages.report",
 ]
 
 

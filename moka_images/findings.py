@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from enum import IntEnum
 from typing import Any
 
-from .models import Digest, Platform
+from moka_images.models import Digest, Platform
 
 
 class Severity(IntEnum):

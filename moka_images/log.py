@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from . import metrics
+from moka_images import metrics
 
 _console = Console(stderr=True, highlight=False, soft_wrap=True)
 _json = os.environ.get("MOKA_LOG_FORMAT", "text") == "json"

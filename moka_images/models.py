@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import total_ordering
 
-from .errors import ConfigError
+from moka_images.errors import ConfigError
 
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")

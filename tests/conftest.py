@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from moka_images.adapters.services import Daemon, is_ready
-from moka_images.build import BuiltImage, build
 from moka_images.config.settings import Settings, load_settings
+from moka_images.devstack.services import Daemon, is_ready
 from moka_images.models import Environment
+from moka_images.stages.build import BuiltImage, build
 
 
 @pytest.fixture(scope="session")

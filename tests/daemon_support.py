@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from moka_images.adapters.services import Daemon, is_ready
+from moka_images.devstack.services import Daemon, is_ready
 
 
 def free_port() -> int:

@@ -17,13 +17,14 @@ import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from moka_images import attestations, keys, signing
 from moka_images.adapters import cosign
 from moka_images.adapters.registry import RegistryClient, digest_of
-from moka_images.attestations import Kind
 from moka_images.config.settings import Settings
 from moka_images.models import ALL_PLATFORMS, Digest, Environment, ImageRef, Platform
 from moka_images.plan.graph import BuildTag, rolling_tags
+from moka_images.stages import keys
+from moka_images.stages.verify import attestations, signing
+from moka_images.stages.verify.attestations import Kind
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

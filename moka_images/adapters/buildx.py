@@ -16,10 +16,10 @@ from pathlib import Path
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from .. import log
-from ..errors import CommandFailed, ServiceError
-from ..models import Digest, ImageRef, Platform
-from . import run
+from moka_images import log
+from moka_images.adapters import run
+from moka_images.errors import CommandFailed, ServiceError
+from moka_images.models import Digest, ImageRef, Platform
 
 
 def _client() -> DockerClient:

@@ -18,10 +18,10 @@ from typing import Any
 import requests
 import urllib3
 
-from .. import log
-from ..errors import MokaError, ServiceError
-from ..models import Digest
-from .registry import Manifest, RegistryClient, digest_of
+from moka_images import log
+from moka_images.adapters.registry import Manifest, RegistryClient, digest_of
+from moka_images.errors import MokaError, ServiceError
+from moka_images.models import Digest
 
 BLOB_ATTEMPTS = 4
 _EMPTY_CREATED = "0001-01-01T00:00:00Z"  # what cosign writes in its signature images' configs

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CommandFailed, ServiceError
-from ..models import Digest, ImageRef
-from . import run
-from .registry import RegistryClient
+from moka_images.adapters import run
+from moka_images.adapters.registry import RegistryClient
+from moka_images.errors import CommandFailed, ServiceError
+from moka_images.models import Digest, ImageRef
 
 KMS_SCHEMES = ("awskms://", "gcpkms://", "azurekms://", "hashivault://", "k8s://")
 IN_TOTO_PAYLOAD = "application/vnd.in-toto+json"

@@ -22,12 +22,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from .. import log
-from ..config.settings import EnvironmentSettings, Settings
-from ..errors import ServiceError
-from ..models import Environment
-from ..plan import lifecycle, tags
-from .registry import RegistryClient
+from moka_images import log
+from moka_images.adapters.registry import RegistryClient
+from moka_images.config.settings import EnvironmentSettings, Settings
+from moka_images.errors import ServiceError
+from moka_images.models import Environment
+from moka_images.plan import lifecycle, tags
 
 # Any credentials do for the local moto server; real AWS uses the default credential chain.
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "mokalocal", "aws_secret_access_key": "mokalocal"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
-from . import run
+from moka_images.adapters import run
+from moka_images.errors import ConfigError
 
 
 def changed_paths(root: Path, rev: str) -> list[str]:

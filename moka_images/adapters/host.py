@@ -7,9 +7,9 @@ import platform as pyplatform
 import re
 from pathlib import Path
 
-from ..errors import ServiceError
-from ..models import Platform
-from . import run
+from moka_images.adapters import run
+from moka_images.errors import ServiceError
+from moka_images.models import Platform
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 _QEMU = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}

@@ -15,8 +15,8 @@ from typing import Any, BinaryIO
 
 import requests
 
-from ..errors import ServiceError
-from ..models import Digest, Platform
+from moka_images.errors import ServiceError
+from moka_images.models import Digest, Platform
 
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import log
-from ..errors import CommandFailed, ToolMissingError
+from moka_images import log
+from moka_images.errors import CommandFailed, ToolMissingError
 
 _HINTS = {
     "docker": "run scripts/bootstrap.sh, then `moka-images dev up`",

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ServiceError
-from ..findings import DbVersion, LicenseFinding, ScanReport, SecretFinding, Severity, VulnFinding
-from ..models import Digest, ImageRef, Platform
-from ..trivydb.builder import JAVA_DB_SCHEMA, VULN_DB_SCHEMA
-from . import run
-from .registry import is_local
+from moka_images.adapters import run
+from moka_images.adapters.registry import is_local
+from moka_images.errors import ServiceError
+from moka_images.findings import DbVersion, LicenseFinding, ScanReport, SecretFinding, Severity, VulnFinding
+from moka_images.models import Digest, ImageRef, Platform
+from moka_images.trivydb.builder import JAVA_DB_SCHEMA, VULN_DB_SCHEMA
 
 SCANNERS = ("vuln", "secret", "license")
 SCAN_TIMEOUT = 1800.0

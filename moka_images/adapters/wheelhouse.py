@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import log
-from ..models import Platform
-from . import run
+from moka_images import log
+from moka_images.adapters import run
+from moka_images.models import Platform
 
 PYTHON_VERSION = "3.11"  # Debian 12's python3 in the images
 _MANYLINUX = {

@@ -19,10 +19,10 @@ from typing import Annotated, Any
 import semver
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from ..errors import ConfigError, ManifestError, ValidationProblem
-from ..models import Platform
-from ..plan.graph import InputFile
-from .validation import Strict, problem, read_yaml, validate
+from moka_images.config.validation import Strict, problem, read_yaml, validate
+from moka_images.errors import ConfigError, ManifestError, ValidationProblem
+from moka_images.models import Platform
+from moka_images.plan.graph import InputFile
 
 IMAGES_DIR = "images"
 MANIFESTS_DIR = "manifests"

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ..findings import Severity
-from .validation import Strict, load
+from moka_images.config.validation import Strict, load
+from moka_images.findings import Severity
 
 SeverityName = Literal["UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
 EXCEPTIONS_FILE = "exceptions.yaml"

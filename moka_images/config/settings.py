@@ -8,9 +8,9 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from ..errors import ConfigError, ManifestError, ValidationProblem
-from ..models import Environment, Platform
-from .validation import Strict, read_yaml, validate
+from moka_images.config.validation import Strict, read_yaml, validate
+from moka_images.errors import ConfigError, ManifestError, ValidationProblem
+from moka_images.models import Environment, Platform
 
 CONFIG_NAME = "moka.yaml"
 

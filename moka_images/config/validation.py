@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
-from ..errors import ManifestError, ValidationProblem
+from moka_images.errors import ManifestError, ValidationProblem
 
 M = TypeVar("M", bound=BaseModel)
 

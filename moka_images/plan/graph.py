@@ -19,8 +19,8 @@ from typing import Any
 import semver
 from rich.table import Table
 
-from ..errors import ConfigError
-from ..models import Digest
+from moka_images.errors import ConfigError
+from moka_images.models import Digest
 
 OS_BASE = "os-base"  # how the OS base is shown where a base image's name would be
 _BUILD_TAG_RE = re.compile(r"^(?P<version>.+)-(?P<own>[0-9a-f]{10})-(?P<base>[0-9a-f]{10})$")

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from .tags import is_pointer, wildcard_match
+from moka_images.plan.tags import is_pointer, wildcard_match
 
 PRERELEASE_IDENTIFIERS: tuple[str, ...] = ("alpha", "beta", "rc", "pre", "dev", "snapshot")
 NEVER = 1_000_000  # a count no repository reaches (ECR's per-repository image quota is far lower)

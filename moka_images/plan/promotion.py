@@ -15,9 +15,9 @@ from typing import Any
 
 import semver
 
-from ..models import Digest, Environment
-from .graph import BuildTag, rolling_tags
-from .tags import tag_is_mutable
+from moka_images.models import Digest, Environment
+from moka_images.plan.graph import BuildTag, rolling_tags
+from moka_images.plan.tags import tag_is_mutable
 
 
 class Outcome(StrEnum):

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from ..config.policies import Policy, PolicyException
-from ..findings import ScanReport, Severity, VulnFinding
-from ..models import Platform
+from moka_images.config.policies import Policy, PolicyException
+from moka_images.findings import ScanReport, Severity, VulnFinding
+from moka_images.models import Platform
 
 Kind = Literal["vulnerability", "secret", "license"]
 

@@ -20,15 +20,15 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from .. import log
-from ..adapters import run
-from ..adapters.host import native_platform
-from ..errors import CommandFailed, ServiceError
-from ..models import ImageRef, Platform
-from .results import AppOutput
-from .runner import DRIVER_ENV, spark_submit_args
-from .stuck_forks import ForkWatch
-from .suite import PAYLOAD_DIR, SparkApp
+from moka_images import log
+from moka_images.adapters import run
+from moka_images.adapters.host import native_platform
+from moka_images.errors import CommandFailed, ServiceError
+from moka_images.models import ImageRef, Platform
+from moka_images.smoke.results import AppOutput
+from moka_images.smoke.runner import DRIVER_ENV, spark_submit_args
+from moka_images.smoke.stuck_forks import ForkWatch
+from moka_images.smoke.suite import PAYLOAD_DIR, SparkApp
 
 
 def container_args(app: SparkApp) -> list[str]:

@@ -6,12 +6,20 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from .. import log
-from ..errors import MokaError
-from ..models import Digest, ImageRef, Platform
-from .results import JobResult, PlatformRun, Status, SuiteResult, classify_cause, compare, job_results
-from .runner import Runner
-from .suite import JAR_NAME, JobKind, JobSpec, SparkApp, payload_files, plan_apps
+from moka_images import log
+from moka_images.errors import MokaError
+from moka_images.models import Digest, ImageRef, Platform
+from moka_images.smoke.results import (
+    JobResult,
+    PlatformRun,
+    Status,
+    SuiteResult,
+    classify_cause,
+    compare,
+    job_results,
+)
+from moka_images.smoke.runner import Runner
+from moka_images.smoke.suite import JAR_NAME, JobKind, JobSpec, SparkApp, payload_files, plan_apps
 
 # Builds the JVM job's jar for an image (per-platform ref).
 JarProvider = Callable[[ImageRef, Platform], bytes]

@@ -17,10 +17,10 @@ import zipfile
 from importlib import resources
 from pathlib import Path
 
-from .. import log
-from ..adapters import run
-from ..errors import ServiceError
-from ..models import ImageRef, Platform
+from moka_images import log
+from moka_images.adapters import run
+from moka_images.errors import ServiceError
+from moka_images.models import ImageRef, Platform
 
 
 def source() -> bytes:

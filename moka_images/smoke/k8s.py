@@ -20,13 +20,13 @@ from typing import Any
 
 from pydantic import Field
 
-from ..adapters import run
-from ..config.validation import Strict
-from ..errors import CommandFailed
-from ..models import ImageRef, Platform
-from .results import AppOutput
-from .runner import spark_submit_args
-from .suite import PAYLOAD_DIR, SparkApp
+from moka_images.adapters import run
+from moka_images.config.validation import Strict
+from moka_images.errors import CommandFailed
+from moka_images.models import ImageRef, Platform
+from moka_images.smoke.results import AppOutput
+from moka_images.smoke.runner import spark_submit_args
+from moka_images.smoke.suite import PAYLOAD_DIR, SparkApp
 
 # Local-master settings that make no sense on a cluster.
 _LOCAL_ONLY = ("spark.master", "spark.driver.host")

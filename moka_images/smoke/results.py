@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ..models import Digest, ImageRef, Platform
-from .suite import RESULT_PREFIX, JobKind, JobSpec, SparkApp
+from moka_images.models import Digest, ImageRef, Platform
+from moka_images.smoke.suite import RESULT_PREFIX, JobKind, JobSpec, SparkApp
 
 LOG_TAIL_LINES = 40
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from ..models import ImageRef, Platform
-from .results import AppOutput
-from .suite import SparkApp
+from moka_images.models import ImageRef, Platform
+from moka_images.smoke.results import AppOutput
+from moka_images.smoke.suite import SparkApp
 
 # Environment of every smoke driver: loopback only, as a driver pod's entrypoint expects it.
 DRIVER_ENV: Mapping[str, str] = {

@@ -13,8 +13,8 @@ from enum import Enum
 from importlib import resources
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..recipes.team import APP_DIR
+from moka_images.errors import ConfigError
+from moka_images.recipes.team import APP_DIR
 
 # Where the suite's own files (script, jar) are placed inside the image under test.
 PAYLOAD_DIR = "/opt/moka-smoke"

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..config.validation import Strict, load
-from ..errors import ManifestError, ValidationProblem
+from moka_images.config.validation import Strict, load
+from moka_images.errors import ManifestError, ValidationProblem
 
 Severity = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 SEVERITY_LEVEL = {"UNKNOWN": 0, "LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}

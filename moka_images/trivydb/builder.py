@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import bbolt
-from .advisories import SEVERITY_LEVEL, AdvisoryFile
+from moka_images.trivydb import bbolt
+from moka_images.trivydb.advisories import SEVERITY_LEVEL, AdvisoryFile
 
 VULN_DB_SCHEMA = 2
 JAVA_DB_SCHEMA = 1

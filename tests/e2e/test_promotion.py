@@ -19,16 +19,17 @@ from datetime import UTC, datetime
 import pytest
 from promote_support import Pushed, push_image, ready_in_test, snapshot, suite_settings, vulnerable_jar
 
-from moka_images import attestations, registries
 from moka_images.adapters import run
 from moka_images.adapters.copy import copy_image
-from moka_images.attestations import Kind
-from moka_images.build import BuiltImage
 from moka_images.config.settings import Settings
 from moka_images.errors import GateFailed
 from moka_images.models import Environment, ImageRef
-from moka_images.pipeline import verify_image
 from moka_images.plan.graph import Action, BuildTag
+from moka_images.stages import registries
+from moka_images.stages.build import BuiltImage
+from moka_images.stages.pipeline import verify_image
+from moka_images.stages.verify import attestations
+from moka_images.stages.verify.attestations import Kind
 
 pytestmark = pytest.mark.e2e
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from moka_images import registries
 from moka_images.adapters import run
-from moka_images.build import BuiltImage, build
 from moka_images.config.settings import Settings
 from moka_images.models import Environment, Platform
 from moka_images.plan.graph import Action
-from moka_images.planning import compute_plan
+from moka_images.stages import registries
+from moka_images.stages.build import BuiltImage, build
+from moka_images.stages.planning import compute_plan
 
 pytestmark = pytest.mark.integration
 

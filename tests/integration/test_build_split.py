@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from moka_images import registries
 from moka_images.adapters import run
 from moka_images.config.settings import Settings
 from moka_images.models import Environment
+from moka_images.stages import registries
 
 pytestmark = pytest.mark.integration
 

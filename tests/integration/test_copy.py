@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from promote_support import Pushed, push_image, ready_in_test, snapshot, suite_settings
 
-from moka_images import history, keys, registries
 from moka_images.adapters import cosign
 from moka_images.adapters.copy import copy_image, walk
 from moka_images.config.settings import Settings
 from moka_images.models import Environment, ImageRef
+from moka_images.stages import history, keys, registries
 
 pytestmark = pytest.mark.integration
 

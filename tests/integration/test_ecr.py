@@ -22,8 +22,8 @@ import pytest
 
 from moka_images.adapters import ecr, run
 from moka_images.adapters.registry import RegistryClient
-from moka_images.adapters.services import Daemon, is_ready
 from moka_images.config.settings import Settings
+from moka_images.devstack.services import Daemon, is_ready
 from moka_images.models import Environment
 from moka_images.plan import lifecycle
 from moka_images.plan.graph import BuildTag

@@ -33,16 +33,17 @@ import yaml
 from daemon_support import free_port, stop, wait_ready
 from promote_support import Pushed, push_image, ready_in_test
 
-from moka_images import promote, registries, stack
 from moka_images.adapters import run
 from moka_images.adapters.copy import walk
 from moka_images.adapters.registry import RegistryClient
-from moka_images.adapters.registry_gate import Faults
 from moka_images.config.settings import Settings
+from moka_images.devstack import stack
+from moka_images.devstack.registry_gate import Faults
 from moka_images.errors import CommandFailed, MokaError
 from moka_images.models import Digest, Environment, Platform
 from moka_images.plan.promotion import Outcome
-from moka_images.planning import compute_plan
+from moka_images.stages import promote, registries
+from moka_images.stages.planning import compute_plan
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +83,7 @@ class Lane:
         wait_ready(f"http://{self.backend}/v2/", self.pids["registry"], self.tmp / "registry.log")
 
     def start_gate(self) -> None:
-        self.pids["gate"] = run.spawn([sys.executable, "-m", "moka_images.adapters.registry_gate", "--listen",
+        self.pids["gate"] = run.spawn([sys.executable, "-m", "moka_images.devstack.registry_gate", "--listen",
                                        self.address, "--backend", self.backend, "--faults", str(self.faults)],
                                       self.tmp / "gate.log")
         wait_ready(f"http://{self.address}/v2/", self.pids["gate"], self.tmp / "gate.log")

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from observability_support import capture_server, parse_exposition
 
-from moka_images import registries
 from moka_images.adapters import run
-from moka_images.build import BuiltImage
 from moka_images.config.settings import Settings
 from moka_images.models import Environment
+from moka_images.stages import registries
+from moka_images.stages.build import BuiltImage
 
 pytestmark = pytest.mark.integration
 

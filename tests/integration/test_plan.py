@@ -9,12 +9,12 @@ import json
 
 import pytest
 
-from moka_images import planning, registries
 from moka_images.adapters.registry import RegistryClient, digest_of
 from moka_images.config.manifests import load_declarations
 from moka_images.config.settings import Settings
 from moka_images.models import Digest, Environment
 from moka_images.plan.graph import Action, BuildTag
+from moka_images.stages import planning, registries
 
 pytestmark = pytest.mark.integration
 

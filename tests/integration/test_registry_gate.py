@@ -23,12 +23,12 @@ import pytest
 import requests
 from daemon_support import free_port, stop, wait_ready
 
-from moka_images import stack
-from moka_images.adapters import run, services
+from moka_images.adapters import run
 from moka_images.adapters.registry import RegistryClient, digest_of
-from moka_images.adapters.registry_gate import Faults
-from moka_images.adapters.services import Daemon, is_ready
 from moka_images.config.settings import Settings
+from moka_images.devstack import services, stack
+from moka_images.devstack.registry_gate import Faults
+from moka_images.devstack.services import Daemon, is_ready
 from moka_images.errors import ServiceError
 from moka_images.models import Digest, Environment
 
@@ -92,7 +92,7 @@ def start_gate(backend: str, tmp_path: Path) -> Iterator[Callable[..., Gate]]:
     def start(to: str = backend) -> Gate:
         address = f"127.0.0.1:{free_port()}"
         gate = Gate(address, 0, tmp_path / f"faults-{len(pids)}.json", tmp_path / f"gate-{len(pids)}.log")
-        gate.pid = run.spawn([sys.executable, "-m", "moka_images.adapters.registry_gate", "--listen", address,
+        gate.pid = run.spawn([sys.executable, "-m", "moka_images.devstack.registry_gate", "--listen", address,
                               "--backend", to, "--faults", str(gate.faults)], gate.log)
         pids.append(gate.pid)
         wait_ready(f"http://{address}/v2/", gate.pid, gate.log)

@@ -20,9 +20,9 @@ import pytest
 from observability_support import capture_server
 
 from moka_images.adapters import run
-from moka_images.build import BuiltImage
 from moka_images.config.manifests import load_declarations
 from moka_images.config.settings import Settings
+from moka_images.stages.build import BuiltImage
 
 pytestmark = pytest.mark.integration
 

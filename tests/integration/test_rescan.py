@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from moka_images import registries, rescan, scan
 from moka_images.adapters import run
 from moka_images.adapters.copy import copy_image
 from moka_images.config.settings import Settings, TrivySettings
 from moka_images.models import Environment
+from moka_images.stages import registries, rescan
+from moka_images.stages.verify import scan
 
 pytestmark = pytest.mark.integration
 

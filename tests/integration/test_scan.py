@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from moka_images import registries, scan
 from moka_images.adapters import buildx, run
 from moka_images.config.policies import PolicyException, load_policy
 from moka_images.config.settings import Settings, TrivySettings, load_settings
@@ -29,6 +28,8 @@ from moka_images.errors import MokaError
 from moka_images.findings import Severity
 from moka_images.models import Environment, ImageRef
 from moka_images.plan.verdict import judge
+from moka_images.stages import registries
+from moka_images.stages.verify import scan
 from moka_images.trivydb import builder
 from moka_images.trivydb.advisories import AdvisoryFile, load_advisories
 

@@ -23,12 +23,13 @@ import pytest
 import requests
 from promote_support import OCI_INDEX, Pushed, push_image, ready_in_test, snapshot, suite_settings
 
-from moka_images import history, keys, registries, stack
 from moka_images.adapters import cosign
 from moka_images.adapters.registry import RegistryClient, digest_of
 from moka_images.config.settings import Settings
+from moka_images.devstack import stack
 from moka_images.errors import GateFailed, ServiceError
 from moka_images.models import Environment
+from moka_images.stages import history, keys, registries
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from moka_images import attestations, keys, osbase, registries, signing
 from moka_images.adapters import buildx, cosign, ecr, run
 from moka_images.config.settings import Settings
-from moka_images.images import resolve
+from moka_images.devstack import osbase
 from moka_images.models import ALL_PLATFORMS, Environment, ImageRef
+from moka_images.stages import keys, registries
+from moka_images.stages.images import resolve
+from moka_images.stages.verify import attestations, signing
 
 pytestmark = pytest.mark.integration
 

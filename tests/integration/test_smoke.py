@@ -15,19 +15,20 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from moka_images import attestations, registries
 from moka_images.adapters import buildx, run
 from moka_images.adapters.registry import RegistryClient
-from moka_images.attestations import Kind
-from moka_images.build import BuiltImage
 from moka_images.config.settings import Settings
 from moka_images.models import Digest, Environment, ImageRef, Platform
-from moka_images.smoke.cli import index_platforms, smoke
 from moka_images.smoke.docker_runner import LABEL, DockerRunner
 from moka_images.smoke.jar import build_jar
 from moka_images.smoke.report import junit_xml, predicate
 from moka_images.smoke.results import Status, job_results
 from moka_images.smoke.suite import BUILTIN_JOBS, JAR_NAME, JobKind, JobSpec, payload_files, plan_apps
+from moka_images.stages import registries
+from moka_images.stages.build import BuiltImage
+from moka_images.stages.verify import attestations
+from moka_images.stages.verify.attestations import Kind
+from moka_images.stages.verify.smoke import index_platforms, smoke
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from moka_images.adapters.services import Daemon, pid_file
+from moka_images.devstack.services import Daemon, pid_file
+from moka_images.devstack.stack import ensure_ours
 from moka_images.errors import ServiceError
-from moka_images.stack import ensure_ours
 
 
 class _Ok(BaseHTTPRequestHandler):

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from observability_support import parse_exposition as parse
 
-from moka_images import cli, log, metrics, osbase, registries
+from moka_images import cli, log, metrics
+from moka_images.devstack import osbase
 from moka_images.models import Digest
+from moka_images.stages import registries
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -6,9 +6,9 @@ import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
-from moka_images import report, status
 from moka_images.findings import DbVersion, ScanReport, SecretFinding, Severity, VulnFinding
 from moka_images.models import Digest, Environment, Platform
+from moka_images.stages import report, status
 
 D1, D2, D3 = (Digest("sha256:" + c * 64) for c in "123")
 AMD, ARM = Platform("linux", "amd64"), Platform("linux", "arm64")

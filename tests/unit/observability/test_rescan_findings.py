@@ -6,7 +6,7 @@ import pytest
 
 from moka_images.findings import DbVersion, ScanReport, SecretFinding, Severity, VulnFinding
 from moka_images.models import Digest, Platform
-from moka_images.rescan import finding_keys, is_rolling, new_findings
+from moka_images.stages.rescan import finding_keys, is_rolling, new_findings
 
 AMD, ARM = Platform("linux", "amd64"), Platform("linux", "arm64")
 D = Digest("sha256:" + "1" * 64)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from moka_images import cli, osbase, planning, registries
+from moka_images import cli
 from moka_images.config.manifests import load_declarations
+from moka_images.devstack import osbase
 from moka_images.models import Digest
 from moka_images.plan.graph import BuildTag
+from moka_images.stages import planning, registries
 
 ROOT = Path(__file__).resolve().parents[3]
 OS = Digest("sha256:" + "a" * 64)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from moka_images import scan
 from moka_images.adapters import trivy
 from moka_images.adapters.registry import INDEX_TYPES, Manifest, digest_of
 from moka_images.config.policies import Policy
@@ -16,6 +15,7 @@ from moka_images.config.settings import Settings, load_settings
 from moka_images.findings import DbVersion, ScanReport, Severity, VulnFinding
 from moka_images.models import Digest, ImageRef, Platform
 from moka_images.plan.verdict import judge
+from moka_images.stages.verify import scan
 
 ROOT = Path(__file__).resolve().parents[3]
 AMD64 = Platform("linux", "amd64")

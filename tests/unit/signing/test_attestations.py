@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from moka_images import attestations as att
 from moka_images.adapters import cosign
 from moka_images.models import Digest, Environment
+from moka_images.stages.verify import attestations as att
 
 DATA = Path(__file__).parent / "data"
 DIGEST = Digest("sha256:8718b0744ab742bd947ed59cdde763d99ace2387b9d0d4b152391d1cf11d3ce2")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from moka_images import keys
 from moka_images.config.settings import Settings, load_settings
 from moka_images.errors import ConfigError
-from moka_images.images import parse_spec
 from moka_images.models import Digest, Environment
+from moka_images.stages import keys
+from moka_images.stages.images import parse_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 PEM = """-----BEGIN PUBLIC KEY-----

@@ -7,7 +7,7 @@ import pytest
 from moka_images.cli import build_parser
 from moka_images.errors import ConfigError
 from moka_images.models import Digest, ImageRef, Platform
-from moka_images.smoke.cli import parse_ref
+from moka_images.stages.verify.smoke import parse_ref
 
 DIGEST = "sha256:" + "c" * 64
 

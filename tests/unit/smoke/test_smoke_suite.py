@@ -9,7 +9,6 @@ from moka_images.config.settings import load_settings
 from moka_images.errors import ConfigError
 from moka_images.models import Digest, ImageRef, Platform
 from moka_images.recipes.team import SMOKE_PATH
-from moka_images.smoke.cli import jobs_for
 from moka_images.smoke.docker_runner import container_args, create_argv
 from moka_images.smoke.suite import (
     BUILTIN_JOBS,
@@ -22,6 +21,7 @@ from moka_images.smoke.suite import (
     plan_apps,
     team_job,
 )
+from moka_images.stages.verify.smoke import jobs_for
 
 IMAGE = ImageRef("127.0.0.1:15001", "moka/spark-3.5", digest=Digest("sha256:" + "4" * 64))
 

@@ -16,13 +16,14 @@ import semver
 from rich.console import Console
 from rich.table import Table
 
-from . import registries, signing
-from .attestations import Attestation, Kind
-from .config.manifests import load_declarations
-from .config.settings import Settings, load_settings
-from .models import Digest, Environment, ImageRef
-from .plan.promotion import Inventory
-from .promote import read_inventory
+from moka_images.config.manifests import load_declarations
+from moka_images.config.settings import Settings, load_settings
+from moka_images.models import Digest, Environment, ImageRef
+from moka_images.plan.promotion import Inventory
+from moka_images.stages import registries
+from moka_images.stages.promote import read_inventory
+from moka_images.stages.verify import signing
+from moka_images.stages.verify.attestations import Attestation, Kind
 
 CHECKS_AT_ONCE = 4  # cosign processes; each cell needs a few
 

@@ -8,20 +8,22 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .. import attestations, log, registries
-from ..adapters.registry import RegistryClient
-from ..config.manifests import TeamImage, load_declarations
-from ..config.settings import Settings, load_settings
-from ..errors import ConfigError, GateFailed
-from ..images import resolve
-from ..models import Digest, Environment, ImageRef, Platform
-from ..recipes import team as team_recipe
-from . import jar
-from .docker_runner import DockerRunner
-from .harness import run_suite
-from .report import junit_xml, predicate, timing_table
-from .results import SuiteResult
-from .suite import BUILTIN_JOBS, JobSpec, team_job
+from moka_images import log
+from moka_images.adapters.registry import RegistryClient
+from moka_images.config.manifests import TeamImage, load_declarations
+from moka_images.config.settings import Settings, load_settings
+from moka_images.errors import ConfigError, GateFailed
+from moka_images.models import Digest, Environment, ImageRef, Platform
+from moka_images.recipes import team as team_recipe
+from moka_images.smoke import jar
+from moka_images.smoke.docker_runner import DockerRunner
+from moka_images.smoke.harness import run_suite
+from moka_images.smoke.report import junit_xml, predicate, timing_table
+from moka_images.smoke.results import SuiteResult
+from moka_images.smoke.suite import BUILTIN_JOBS, JobSpec, team_job
+from moka_images.stages import registries
+from moka_images.stages.images import resolve
+from moka_images.stages.verify import attestations
 
 
 def parse_ref(text: str) -> ImageRef:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .config.settings import Settings
+from moka_images.config.settings import Settings
 
 
 def history_file(settings: Settings) -> Path:

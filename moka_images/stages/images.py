@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import registries
-from .adapters.registry import RegistryClient
-from .config.settings import Settings
-from .errors import ConfigError
-from .models import Digest, Environment, ImageRef, is_valid_repository, is_valid_tag
+from moka_images.adapters.registry import RegistryClient
+from moka_images.config.settings import Settings
+from moka_images.errors import ConfigError
+from moka_images.models import Digest, Environment, ImageRef, is_valid_repository, is_valid_tag
+from moka_images.stages import registries
 
 DEFAULT_TAG = "latest"
 

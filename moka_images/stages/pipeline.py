@@ -14,17 +14,19 @@ from datetime import UTC, date, datetime
 
 from rich.table import Table
 
-from . import attestations, log, promote, registries, scan, signing
-from .attestations import Kind
-from .build import BuiltImage, build
-from .config.manifests import TeamImage, load_declarations
-from .config.settings import Settings, load_settings
-from .errors import GateFailed
-from .models import Environment, ImageRef
-from .recipes import team as team_recipe
-from .smoke import cli as smoke_cli
-from .smoke.report import predicate as smoke_predicate
-from .smoke.suite import BUILTIN_JOBS, JobSpec, team_job
+from moka_images import log
+from moka_images.config.manifests import TeamImage, load_declarations
+from moka_images.config.settings import Settings, load_settings
+from moka_images.errors import GateFailed
+from moka_images.models import Environment, ImageRef
+from moka_images.recipes import team as team_recipe
+from moka_images.smoke.report import predicate as smoke_predicate
+from moka_images.smoke.suite import BUILTIN_JOBS, JobSpec, team_job
+from moka_images.stages import promote, registries
+from moka_images.stages.build import BuiltImage, build
+from moka_images.stages.verify import attestations, scan, signing
+from moka_images.stages.verify import smoke as smoke_cli
+from moka_images.stages.verify.attestations import Kind
 
 
 @dataclass

@@ -9,15 +9,23 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from . import log, osbase, registries
-from .adapters import git
-from .adapters.registry import RegistryClient
-from .config.manifests import BaseImage, Declarations, input_files, load_declarations, watched_paths
-from .config.settings import Settings, load_settings
-from .errors import PlanRefused, ServiceError
-from .models import Digest, Environment
-from .plan.graph import Action, Graph, Node, Plan, Scope, make_plan, own_key, select, since
-from .recipes import team as team_recipe
+from moka_images import log
+from moka_images.adapters import git
+from moka_images.adapters.registry import RegistryClient
+from moka_images.config.manifests import (
+    BaseImage,
+    Declarations,
+    input_files,
+    load_declarations,
+    watched_paths,
+)
+from moka_images.config.settings import Settings, load_settings
+from moka_images.devstack import osbase
+from moka_images.errors import PlanRefused, ServiceError
+from moka_images.models import Digest, Environment
+from moka_images.plan.graph import Action, Graph, Node, Plan, Scope, make_plan, own_key, select, since
+from moka_images.recipes import team as team_recipe
+from moka_images.stages import registries
 
 # Code whose change alters how images are built: `--since` re-evaluates the images it concerns.
 TEAM_RECIPE_PATHS = ("moka_images/recipes/team.py",)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import log
-from .adapters import cosign, ecr
-from .adapters.registry import is_local
-from .config.settings import Settings
-from .errors import ConfigError, ServiceError
-from .models import Environment
+from moka_images import log
+from moka_images.adapters import cosign, ecr
+from moka_images.adapters.registry import is_local
+from moka_images.config.settings import Settings
+from moka_images.errors import ConfigError, ServiceError
+from moka_images.models import Environment
 
 _role_env: dict[tuple[str, str], dict[str, str]] = {}
 

@@ -22,18 +22,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import log, metrics, registries
-from .adapters import trivy
-from .adapters.registry import RegistryClient
-from .config.policies import exceptions_path, load_exceptions, load_policy
-from .config.settings import Settings, load_settings
-from .errors import ConfigError, GateFailed, ServiceError
-from .findings import DbVersion, ScanReport
-from .images import resolve
-from .models import Digest, Environment, ImageRef, Platform
-from .plan.verdict import Verdict, judge
-from .trivydb import builder
-from .trivydb.advisories import load_advisories
+from moka_images import log, metrics
+from moka_images.adapters import trivy
+from moka_images.adapters.registry import RegistryClient
+from moka_images.config.policies import exceptions_path, load_exceptions, load_policy
+from moka_images.config.settings import Settings, load_settings
+from moka_images.errors import ConfigError, GateFailed, ServiceError
+from moka_images.findings import DbVersion, ScanReport
+from moka_images.models import Digest, Environment, ImageRef, Platform
+from moka_images.plan.verdict import Verdict, judge
+from moka_images.stages import registries
+from moka_images.stages.images import resolve
+from moka_images.trivydb import builder
+from moka_images.trivydb.advisories import load_advisories
 
 SCAN_PREDICATE_TYPE = "https://moka-images.dev/attestations/scan/v1"
 ADVISORIES = Path("security/advisories.yaml")

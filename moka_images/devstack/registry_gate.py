@@ -14,7 +14,7 @@ turn them on and off on a running gate: a share of requests answered 500 or 429 
 a seeded generator, and a push that dies after N bytes (the connection is cut once, or the gate process exits
 like a crashed registry). No file, no faults.
 
-Run: python -m moka_images.adapters.registry_gate --listen 127.0.0.1:15001 --backend 127.0.0.1:16001
+Run: python -m moka_images.devstack.registry_gate --listen 127.0.0.1:15001 --backend 127.0.0.1:16001
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import log
-from ..plan.tags import tag_is_mutable
-from .registry import ACCEPT
+from moka_images import log
+from moka_images.adapters.registry import ACCEPT
+from moka_images.plan.tags import tag_is_mutable
 
 CHUNK = 1024 * 1024
 MAX_MANIFEST = 4 * 1024 * 1024  # ECR's and distribution's manifest size limit
@@ -390,7 +390,7 @@ def _address(text: str) -> tuple[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until killed."""
-    parser = argparse.ArgumentParser(prog="python -m moka_images.adapters.registry_gate",
+    parser = argparse.ArgumentParser(prog="python -m moka_images.devstack.registry_gate",
                                      description="ECR-like tag immutability and fault injection in front of "
                                                  "a distribution registry")
     parser.add_argument("--listen", required=True, help="host:port the clients use")

@@ -24,13 +24,15 @@ from typing import Any
 
 import semver
 
-from . import history, log, metrics, registries, scan, status
-from .adapters.registry import RegistryClient
-from .config.manifests import load_declarations
-from .config.settings import Settings, load_settings
-from .findings import ScanReport
-from .models import Digest, Environment
-from .plan.graph import BuildTag
+from moka_images import log, metrics
+from moka_images.adapters.registry import RegistryClient
+from moka_images.config.manifests import load_declarations
+from moka_images.config.settings import Settings, load_settings
+from moka_images.findings import ScanReport
+from moka_images.models import Digest, Environment
+from moka_images.plan.graph import BuildTag
+from moka_images.stages import history, registries, status
+from moka_images.stages.verify import scan
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
 SEVERITY_COLORS = {"CRITICAL": "#b91c1c", "HIGH": "#ea580c", "MEDIUM": "#ca8a04", "LOW": "#2563eb",

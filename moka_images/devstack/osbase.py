@@ -12,11 +12,12 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import log, registries
-from .adapters import buildx, host, run
-from .config.settings import Settings
-from .errors import MokaError
-from .models import Digest, ImageRef, Platform
+from moka_images import log
+from moka_images.adapters import buildx, host, run
+from moka_images.config.settings import Settings
+from moka_images.errors import MokaError
+from moka_images.models import Digest, ImageRef, Platform
+from moka_images.stages import registries
 
 _DOCKERFILE = """FROM scratch
 ADD rootfs.tar /

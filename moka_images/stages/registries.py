@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .adapters import docker_config, ecr
-from .adapters.registry import RegistryClient
-from .config.settings import Settings
-from .models import Environment
+from moka_images.adapters import docker_config, ecr
+from moka_images.adapters.registry import RegistryClient
+from moka_images.config.settings import Settings
+from moka_images.models import Environment
 
 _tokens: dict[tuple[str, str, Environment], ecr.RegistryCredentials] = {}
 

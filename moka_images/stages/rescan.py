@@ -23,15 +23,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import log, registries, scan
-from .adapters import ecr
-from .adapters.registry import RegistryClient, is_local
-from .config.settings import Settings, load_settings
-from .errors import GateFailed
-from .findings import ScanReport
-from .models import Digest, Environment, ImageRef
-from .plan.graph import BuildTag
-from .plan.verdict import Verdict
+from moka_images import log
+from moka_images.adapters import ecr
+from moka_images.adapters.registry import RegistryClient, is_local
+from moka_images.config.settings import Settings, load_settings
+from moka_images.errors import GateFailed
+from moka_images.findings import ScanReport
+from moka_images.models import Digest, Environment, ImageRef
+from moka_images.plan.graph import BuildTag
+from moka_images.plan.verdict import Verdict
+from moka_images.stages import registries
+from moka_images.stages.verify import scan
 
 _MINOR_RE = re.compile(r"^\d+\.\d+$")
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from . import log
-from .adapters import run
-from .adapters.services import Daemon, is_ready
-from .config.settings import Settings, load_settings
-from .errors import MokaError
-from .models import Environment
+from moka_images import log
+from moka_images.adapters import run
+from moka_images.config.settings import Settings, load_settings
+from moka_images.devstack.services import Daemon, is_ready
+from moka_images.errors import MokaError
+from moka_images.models import Environment
 
 _TOOLS = {
     "docker": ["docker", "--version"],

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import requests
 
-from ..errors import ServiceError
-from . import run
+from moka_images.adapters import run
+from moka_images.errors import ServiceError
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import keys, log, osbase, registries, scan
-from .adapters import host, run, services
-from .adapters.registry import is_local
-from .adapters.services import Daemon
-from .config.settings import Settings, load_settings
-from .errors import ConfigError, ServiceError
-from .models import Environment
+from moka_images import log
+from moka_images.adapters import host, run
+from moka_images.adapters.registry import is_local
+from moka_images.config.settings import Settings, load_settings
+from moka_images.devstack import osbase, services
+from moka_images.devstack.services import Daemon
+from moka_images.errors import ConfigError, ServiceError
+from moka_images.models import Environment
+from moka_images.stages import keys, registries
+from moka_images.stages.verify import scan
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 MOTO = "moto"
@@ -106,7 +109,7 @@ def gate_faults(settings: Settings, name: str) -> Path:
 def gate_daemon(settings: Settings, name: str, address: str) -> Daemon:
     """The registry gate on an environment's address: ECR's tag immutability in front of its registry."""
     return Daemon(f"gate-{name}", [
-        sys.executable, "-m", "moka_images.adapters.registry_gate", "--listen", _port(address),
+        sys.executable, "-m", "moka_images.devstack.registry_gate", "--listen", _port(address),
         "--backend", backend_address(address), "--faults", str(gate_faults(settings, name)),
     ], ready_url=f"http://{address}/v2/")
 

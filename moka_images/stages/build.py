@@ -17,16 +17,17 @@ from pathlib import Path
 import semver
 from rich.table import Table
 
-from . import log, metrics, registries
-from .adapters import buildx, ecr, git, wheelhouse
-from .adapters.registry import RegistryClient
-from .config.manifests import BaseImage, TeamImage, load_declarations, team_files
-from .config.settings import Settings, load_settings
-from .errors import ConfigError, PlanRefused
-from .models import Digest, Environment, ImageRef, Platform
-from .plan.graph import Action, BuildTag, Decision, Plan, rolling_tags
-from .planning import compute_plan
-from .recipes import team as team_recipe
+from moka_images import log, metrics
+from moka_images.adapters import buildx, ecr, git, wheelhouse
+from moka_images.adapters.registry import RegistryClient
+from moka_images.config.manifests import BaseImage, TeamImage, load_declarations, team_files
+from moka_images.config.settings import Settings, load_settings
+from moka_images.errors import ConfigError, PlanRefused
+from moka_images.models import Digest, Environment, ImageRef, Platform
+from moka_images.plan.graph import Action, BuildTag, Decision, Plan, rolling_tags
+from moka_images.recipes import team as team_recipe
+from moka_images.stages import registries
+from moka_images.stages.planning import compute_plan
 
 SOURCE_URL = "https://github.com/moka-images/moka-images"
 

@@ -32,19 +32,17 @@ import semver
 from rich.console import Console
 from rich.markup import escape
 
-from . import attestations, history, keys, log, metrics, registries, scan, signing
-from .adapters import ecr
-from .adapters.copy import CopyStats, TagSet, copy_image, set_tags
-from .adapters.registry import Manifest, RegistryClient
-from .attestations import Kind
-from .config.settings import Settings, load_settings
-from .errors import ConfigError, GateFailed
-from .findings import ScanReport
-from .images import resolve
-from .models import Digest, Environment, ImageRef, Platform
-from .plan import lifecycle
-from .plan.graph import BuildTag
-from .plan.promotion import (
+from moka_images import log, metrics
+from moka_images.adapters import ecr
+from moka_images.adapters.copy import CopyStats, TagSet, copy_image, set_tags
+from moka_images.adapters.registry import Manifest, RegistryClient
+from moka_images.config.settings import Settings, load_settings
+from moka_images.errors import ConfigError, GateFailed
+from moka_images.findings import ScanReport
+from moka_images.models import Digest, Environment, ImageRef, Platform
+from moka_images.plan import lifecycle
+from moka_images.plan.graph import BuildTag
+from moka_images.plan.promotion import (
     Candidate,
     Decision,
     GateResult,
@@ -55,6 +53,10 @@ from .plan.promotion import (
     record,
     smoke_covers,
 )
+from moka_images.stages import history, keys, registries
+from moka_images.stages.images import resolve
+from moka_images.stages.verify import attestations, scan, signing
+from moka_images.stages.verify.attestations import Kind
 
 CREATED = "org.opencontainers.image.created"
 COPY_WORKERS = 4
@@ -248,9 +250,9 @@ def smoke_gate(settings: Settings, source: Source,
         facts = {"attestation": evidence.get(predicate_key(latest.predicate_type, latest.predicate)),
                  "attested_by": latest.signer.value}
         return GateResult("smoke", ok, detail, facts), None
-    from .pipeline import smoke_jobs  # pipeline will import this module for its promote phase
-    from .smoke import cli as smoke_cli
-    from .smoke.report import predicate
+    from moka_images.smoke.report import predicate
+    from moka_images.stages.pipeline import smoke_jobs
+    from moka_images.stages.verify import smoke as smoke_cli
 
     log.info(f"no smoke result is attested for {digest.short}: running the suite")
     suite = smoke_cli.smoke(settings, source.env, source.ref, smoke_jobs(settings, source.name))

@@ -17,11 +17,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from . import keys, log, registries
-from .adapters import cosign
-from .config.settings import Settings
-from .errors import ServiceError
-from .models import Digest, Environment, ImageRef
+from moka_images import log
+from moka_images.adapters import cosign
+from moka_images.config.settings import Settings
+from moka_images.errors import ServiceError
+from moka_images.models import Digest, Environment, ImageRef
+from moka_images.stages import keys, registries
 
 SBOM_TYPE = "https://cyclonedx.org/bom"
 SCAN_TYPE = "https://moka-images.dev/attestations/scan/v1"

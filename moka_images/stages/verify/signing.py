@@ -17,13 +17,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import keys, log, registries
-from .adapters import cosign
-from .attestations import Audit, Kind, attest, audit
-from .config.settings import Settings, load_settings
-from .errors import ConfigError, GateFailed, ServiceError
-from .images import ResolvedImage, resolve
-from .models import Environment, ImageRef
+from moka_images import log
+from moka_images.adapters import cosign
+from moka_images.config.settings import Settings, load_settings
+from moka_images.errors import ConfigError, GateFailed, ServiceError
+from moka_images.models import Environment, ImageRef
+from moka_images.stages import keys, registries
+from moka_images.stages.images import ResolvedImage, resolve
+from moka_images.stages.verify.attestations import Audit, Kind, attest, audit
 
 
 @dataclass(frozen=True)

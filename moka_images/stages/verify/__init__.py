@@ -1,0 +1,1 @@
+"""Verification of a built image: scan, sign and attest, smoke."""
