@@ -42,7 +42,8 @@ from moka_images.adapters.registry import is_local
 from moka_images.config.settings import Settings, load_settings
 from moka_images.models import Environment
 from moka_images.plan.graph import rolling_tags
-from moka_images.stages import keys, promote, registries
+from moka_images.stages import keys, registries
+from moka_images.stages.promote.apply import promote
 
 TEST, DEV = Environment.TEST, Environment.DEV
 
@@ -121,7 +122,7 @@ def main() -> int:
 
     def full(image: Pushed) -> Result:
         start = time.monotonic()
-        done = promote.promote(settings, f"{image.repository.removeprefix(settings.repository_prefix + '/')}:1.0.0",
+        done = promote(settings, f"{image.repository.removeprefix(settings.repository_prefix + '/')}:1.0.0",
                                DEV, by="bench/load_promote")
         return Result(image.repository, time.monotonic() - start, done.copy.bytes_copied if done.copy else 0)
 

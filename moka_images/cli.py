@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from moka_images import log, metrics
+from moka_images import commands, log, metrics
 from moka_images.errors import MokaError
-
-# Each module exposes register(subparsers): it adds its subcommands and sets `func(args) -> int`.
-COMMAND_MODULES = [
-    "moka_images.devstack.stack",
-    "moka_images.devstack.doctor",
-    "moka_images.stages.verify.smoke",
-    "moka_images.stages.verify.scan",
-    "moka_images.stages.planning",
-    "moka_images.stages.build",
-    "moka_images.stages.pipeline",
-    "moka_images.stages.verify.signing",
-    "moka_images.stages.promote",
-    "moka_images.stages.status",
-    "moka_images.stages.rescan",
-    "moka_images.stages.report",
-]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics-file", type=Path, metavar="PATH",
                         help="write the run's metrics here, Prometheus text format (default: MOKA_METRICS_FILE)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for command in commands.IN_LIFECYCLE_ORDER:
+        command.register(sub)
     return parser
 
 

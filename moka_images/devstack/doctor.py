@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
-from rich.table import Table
-
-from moka_images import log
 from moka_images.adapters import run
-from moka_images.config.settings import Settings, load_settings
+from moka_images.config.settings import Settings
 from moka_images.devstack.services import Daemon, is_ready
 from moka_images.errors import MokaError
 from moka_images.models import Environment
@@ -65,17 +61,3 @@ def check_services(settings: Settings) -> list[Check]:
     fix = "moka-images dev up" if settings.local_stack else "check network access and credentials"
     return [Check(name, is_ready(d), "answers" if is_ready(d) else "not answering", fix) for name, d in targets]
 
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add `doctor`."""
-    sub.add_parser("doctor", help="check every tool and service").set_defaults(func=_cmd)
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    settings = load_settings(profile=args.profile)
-    checks = check_tools() + (check_services(settings) if settings.local_stack else [])
-    table = Table("check", "ok", "detail", "fix")
-    for c in checks:
-        table.add_row(c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail, "" if c.ok else c.fix)
-    log.console().print(table)
-    return 0 if all(c.ok for c in checks) else 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
@@ -10,13 +9,13 @@ from pathlib import Path
 from moka_images import log
 from moka_images.adapters import host, run
 from moka_images.adapters.registry import is_local
-from moka_images.config.settings import Settings, load_settings
+from moka_images.config.settings import Settings
 from moka_images.devstack import osbase, services
 from moka_images.devstack.services import Daemon
 from moka_images.errors import ConfigError, ServiceError
 from moka_images.models import Environment
 from moka_images.stages import keys, registries
-from moka_images.stages.verify import scan
+from moka_images.stages.verify import dbmirror
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 MOTO = "moto"
@@ -179,7 +178,7 @@ def up(settings: Settings) -> None:
         lock = osbase.seed(settings)
         log.info(f"{lock.reference}@{lock.digest}")
     with log.step("vulnerability databases in the mirror"):
-        vuln, java = scan.mirror_databases(settings, registries.mirror(settings))
+        vuln, java = dbmirror.mirror_databases(settings, registries.mirror(settings))
         log.info(f"trivy DB {vuln.short}, Java DB {java.short}")
 
 
@@ -204,31 +203,4 @@ def env_lines(settings: Settings) -> list[str]:
                   f"{prefix}_PASSWORD={shlex.quote(creds.password)}",
                   f"{prefix}_ACCOUNT={shlex.quote(settings.env(env).account)}"]
     return [f"export {line}" for line in lines]
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add `dev up|down|env`."""
-    dev = sub.add_parser("dev", help="the local stack: docker engine, registries, moto, mirror")
-    dev_sub = dev.add_subparsers(dest="dev_command", required=True)
-    dev_sub.add_parser("up", help="start what is missing (idempotent)").set_defaults(func=_cmd_up)
-    dev_sub.add_parser("down", help="stop what `dev up` started").set_defaults(func=_cmd_down)
-    dev_sub.add_parser("env", help="print registry endpoints and credentials as shell variables").set_defaults(
-        func=_cmd_env)
-
-
-def _cmd_up(args: argparse.Namespace) -> int:
-    up(load_settings(profile=args.profile))
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    stopped = down(load_settings(profile=args.profile))
-    log.info("stopped: " + (", ".join(stopped) or "nothing (no daemon of ours was running)"))
-    return 0
-
-
-def _cmd_env(args: argparse.Namespace) -> int:
-    for line in env_lines(load_settings(profile=args.profile)):
-        print(line)
-    return 0
 

@@ -17,7 +17,6 @@ from enum import Enum
 from typing import Any
 
 import semver
-from rich.table import Table
 
 from moka_images.errors import ConfigError
 from moka_images.models import Digest
@@ -259,18 +258,6 @@ class Plan:
             "images": [d.to_json() for d in self.decisions],
             "summary": {a.value: len(self.by_action(a)) for a in Action},
         }
-
-    def table(self) -> Table:
-        """The plan as a table for people."""
-        table = Table(title=f"build plan (OS base {self.os_base.short})", title_justify="left")
-        for column in ("image", "action", "version", "tag"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("reason", overflow="fold", min_width=30)
-        style = {Action.BUILD: "bold cyan", Action.SKIP: "dim", Action.REFUSE: "bold red"}
-        for d in self.decisions:
-            tag = d.tag or ("(after its base)" if d.pending else "")
-            table.add_row(d.image, f"[{style[d.action]}]{d.action.value.upper()}[/]", d.version, tag, d.reason)
-        return table
 
 
 def make_plan(graph: Graph, os_base: Digest, inventory: Mapping[str, Sequence[str]], *,

@@ -3,25 +3,21 @@ index per image; images whose bases are known build in parallel; rolling tags mo
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
-import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import semver
-from rich.table import Table
 
 from moka_images import log, metrics
 from moka_images.adapters import buildx, ecr, git, wheelhouse
 from moka_images.adapters.registry import RegistryClient
 from moka_images.config.manifests import BaseImage, TeamImage, load_declarations, team_files
-from moka_images.config.settings import Settings, load_settings
+from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError, PlanRefused
 from moka_images.models import Digest, Environment, ImageRef, Platform
 from moka_images.plan.graph import Action, BuildTag, Decision, Plan, rolling_tags
@@ -30,6 +26,13 @@ from moka_images.stages import registries
 from moka_images.stages.planning import compute_plan
 
 SOURCE_URL = "https://github.com/moka-images/moka-images"
+
+# Shown the plan before anything is built: the command renders it; other callers may ignore it.
+OnPlan = Callable[[Plan], None]
+
+
+def _ignore(plan: Plan) -> None:
+    """The default for callers that need not see the plan."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,9 @@ class ArchBuild:
 
 
 def build(settings: Settings, *, images: Sequence[str] = (), since_rev: str | None = None,
-          jobs: int = 2) -> list[BuiltImage]:
+          jobs: int = 2, on_plan: OnPlan = _ignore) -> list[BuiltImage]:
     """Build what the plan says, in dependency order; returns every image in scope with its digests."""
-    plan = _checked_plan(settings, images, since_rev)
+    plan = _checked_plan(settings, images, since_rev, on_plan)
     declarations = load_declarations(settings.root)
     client = registries.client(settings, Environment.TEST)
     registries.login_tools(settings, Environment.TEST)
@@ -86,7 +89,8 @@ def build(settings: Settings, *, images: Sequence[str] = (), since_rev: str | No
 
 
 def build_platform(settings: Settings, platform: Platform, *, images: Sequence[str] = (),
-                   since_rev: str | None = None, jobs: int = 2) -> tuple[list[ArchBuild], list[str]]:
+                   since_rev: str | None = None, jobs: int = 2,
+                   on_plan: OnPlan = _ignore) -> tuple[list[ArchBuild], list[str]]:
     """One platform of every image the plan builds whose base is known, pushed under its per-arch tag.
 
     For CI, one runner per platform, natively; `merge` then makes the indexes. An image built on a base that
@@ -96,7 +100,7 @@ def build_platform(settings: Settings, platform: Platform, *, images: Sequence[s
     if platform not in settings.platform_list():
         raise ConfigError(f"{platform} is not one of the configured platforms ({', '.join(settings.platforms)})",
                           "platforms come from moka.yaml (or MOKA_PLATFORMS)")
-    plan = _checked_plan(settings, images, since_rev)
+    plan = _checked_plan(settings, images, since_rev, on_plan)
     declarations = load_declarations(settings.root)
     client = registries.client(settings, Environment.TEST)
     registries.login_tools(settings, Environment.TEST)
@@ -119,14 +123,14 @@ def build_platform(settings: Settings, platform: Platform, *, images: Sequence[s
     return built, [d.image for d in plan.by_action(Action.BUILD) if d.pending]
 
 
-def merge(settings: Settings, *, images: Sequence[str] = (), since_rev: str | None = None
-          ) -> tuple[list[BuiltImage], list[str]]:
+def merge(settings: Settings, *, images: Sequence[str] = (), since_rev: str | None = None,
+          on_plan: OnPlan = _ignore) -> tuple[list[BuiltImage], list[str]]:
     """Make the index of each image whose base is known from its per-arch builds, and move its rolling tags.
 
     Returns every image in scope as it now stands, and the images still waiting for a base (build their
     platforms, then merge again). An image ready to merge but missing a platform is an error naming it.
     """
-    plan = _checked_plan(settings, images, since_rev)
+    plan = _checked_plan(settings, images, since_rev, on_plan)
     declarations = load_declarations(settings.root)
     client = registries.client(settings, Environment.TEST)
     registries.login_tools(settings, Environment.TEST)
@@ -147,13 +151,13 @@ def merge(settings: Settings, *, images: Sequence[str] = (), since_rev: str | No
     return _with_skipped(settings, client, plan, results), [d.image for d in plan.by_action(Action.BUILD) if d.pending]
 
 
-def _checked_plan(settings: Settings, images: Sequence[str], since_rev: str | None) -> Plan:
+def _checked_plan(settings: Settings, images: Sequence[str], since_rev: str | None, on_plan: OnPlan) -> Plan:
     plan = compute_plan(settings, since_rev=since_rev, images=images)
     refused = plan.by_action(Action.REFUSE)
     if refused:
         raise PlanRefused("the plan refuses: " + "; ".join(f"{d.image}: {d.reason}" for d in refused),
                           "fix what each reason says, then build again")
-    log.console().print(plan.table())
+    on_plan(plan)
     return plan
 
 
@@ -288,60 +292,3 @@ def _move_rolling_tags(client: RegistryClient, repo: str, version: str, index: D
             client.put_manifest(repo, tag, manifest.raw, manifest.media_type)
     return moving
 
-
-def results_table(results: Sequence[BuiltImage]) -> Table:
-    """Image, version, index digest and per-arch digests."""
-    table = Table(title="images in test", title_justify="left")
-    for column in ("image", "version", "action", "index digest", "per-arch digests"):
-        table.add_column(column, overflow="fold")
-    for r in results:
-        arches = "\n".join(f"{p.arch}: {d.short}" for p, d in sorted(r.platforms.items()))
-        table.add_row(r.image, r.version, r.action.value, r.digest.value[:19] + "…", arches)
-    return table
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add `build`."""
-    parser = sub.add_parser("build", help="build what the plan says into the test registry")
-    parser.add_argument("images", nargs="*", metavar="IMAGE", help="only these images (and the bases they need)")
-    parser.add_argument("--since", metavar="REV", help="only images whose inputs changed since this revision")
-    parser.add_argument("--jobs", type=int, default=2, help="images built at once (default 2)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
-    split = parser.add_mutually_exclusive_group()
-    split.add_argument("--platform", type=_platform_arg, metavar="OS/ARCH",
-                       help="build only this platform, pushed under per-arch tags (one CI runner per platform)")
-    split.add_argument("--merge", action="store_true",
-                       help="make each image's index from its per-arch builds (after --platform for every platform)")
-    parser.set_defaults(func=_run)
-
-
-def _platform_arg(text: str) -> Platform:
-    try:
-        return Platform.parse(text)
-    except ConfigError as exc:  # argparse reports only its own error types as usage errors
-        raise argparse.ArgumentTypeError(f"{exc.message} ({exc.hint})") from None
-
-
-def _run(args: argparse.Namespace) -> int:
-    settings = load_settings(profile=args.profile)
-    if args.platform:
-        arch, waiting = build_platform(settings, args.platform, images=args.images, since_rev=args.since,
-                                       jobs=args.jobs)
-        doc: object = {"platform": str(args.platform), "images": [a.to_json() for a in arch], "waiting": waiting}
-        table = Table("image", "version", "action", "per-arch tag", "digest", title=f"{args.platform} in test",
-                      title_justify="left")
-        for a in arch:
-            table.add_row(a.image, a.version, a.action.value, a.tag, a.digest.short)
-    elif args.merge:
-        results, waiting = merge(settings, images=args.images, since_rev=args.since)
-        doc, table = {"images": [r.to_json() for r in results], "waiting": waiting}, results_table(results)
-    else:
-        results, waiting = build(settings, images=args.images, since_rev=args.since, jobs=args.jobs), []
-        doc, table = [r.to_json() for r in results], results_table(results)
-    if waiting:
-        log.info(f"waiting for their base's index (merge, then build again): {', '.join(waiting)}")
-    if args.json:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    else:
-        log.console().print(table)
-    return 0

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Sequence
-
-from rich.console import Console
 
 from moka_images import log
 from moka_images.adapters import git
@@ -19,11 +14,11 @@ from moka_images.config.manifests import (
     load_declarations,
     watched_paths,
 )
-from moka_images.config.settings import Settings, load_settings
+from moka_images.config.settings import Settings
 from moka_images.devstack import osbase
-from moka_images.errors import PlanRefused, ServiceError
+from moka_images.errors import ServiceError
 from moka_images.models import Digest, Environment
-from moka_images.plan.graph import Action, Graph, Node, Plan, Scope, make_plan, own_key, select, since
+from moka_images.plan.graph import Graph, Node, Plan, Scope, make_plan, own_key, select, since
 from moka_images.recipes import team as team_recipe
 from moka_images.stages import registries
 
@@ -80,26 +75,3 @@ def compute_plan(settings: Settings, *, since_rev: str | None = None, images: Se
         plan = make_plan(graph, os_base_digest(settings), inventory(settings, client, graph), scopes=scopes)
         return resolve_skipped(settings, client, plan)
 
-
-def _run(args: argparse.Namespace) -> int:
-    settings = load_settings(profile=args.profile)
-    plan = compute_plan(settings, since_rev=args.since, images=args.images)
-    if args.json:
-        sys.stdout.write(json.dumps(plan.to_json(), indent=2) + "\n")
-    else:
-        # Piped output (CI logs) gets a wide table, so that reasons stay on one line and can be grepped.
-        Console(highlight=False, width=None if sys.stdout.isatty() else 250).print(plan.table())
-    refused = plan.by_action(Action.REFUSE)
-    if refused:
-        raise PlanRefused(f"{len(refused)} image(s) refused: {', '.join(d.image for d in refused)}",
-                          "each refusal's reason says what to change")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add `plan`."""
-    parser = sub.add_parser("plan", help="show what a build would do with each image, and why")
-    parser.add_argument("images", nargs="*", metavar="IMAGE", help="only these images (and the bases they need)")
-    parser.add_argument("--since", metavar="REV", help="only images whose inputs changed since this git revision")
-    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
-    parser.set_defaults(func=_run)

@@ -193,7 +193,7 @@ def test_two_promotions_at_once_end_with_one_digest_per_tag(psettings: Settings)
 
 def test_history_lines_are_whole_json(psettings: Settings, tmp_path: Path) -> None:
     local = psettings.model_copy(update={"home": tmp_path})
-    writer = ("import sys; from moka_images import history; from moka_images.config.settings import load_settings; "
+    writer = ("import sys; from moka_images.stages import history; from moka_images.config.settings import load_settings; "
               "s = load_settings(); [history.append(s, {'n': i, 'w': sys.argv[1], 'pad': 'x' * 5000}) "
               "for i in range(200)]")
     procs = [subprocess.Popen([sys.executable, "-c", writer, str(w)], env={**os.environ, "MOKA_HOME": str(tmp_path)})

@@ -42,8 +42,9 @@ from moka_images.devstack.registry_gate import Faults
 from moka_images.errors import CommandFailed, MokaError
 from moka_images.models import Digest, Environment, Platform
 from moka_images.plan.promotion import Outcome
-from moka_images.stages import promote, registries
+from moka_images.stages import registries
 from moka_images.stages.planning import compute_plan
+from moka_images.stages.promote.apply import promote
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +136,7 @@ def ready(settings: Settings, name: str, **kw: object) -> Pushed:
 
 def promote_anchor(lane: Lane) -> Anchor:
     image = ready(lane.settings, f"anchor-{lane.address.rsplit(':', 1)[1]}-{RUN}")
-    assert promote.promote(lane.settings, _spec(image), DEV).decision.outcome is Outcome.COPY
+    assert promote(lane.settings, _spec(image), DEV).decision.outcome is Outcome.COPY
     client = lane.direct()
     manifests = {m.digest: m.raw for m in walk(client, image.repository, image.digest)}
     anchor = Anchor(image.repository, image_tags(client, image.repository), manifests, image.blobs)
@@ -210,7 +211,7 @@ def test_a_registry_answering_500_and_429_part_of_the_time(lane: Lane, anchor: A
     failure: CommandFailed | None = None
     try:
         with caplog.at_level(logging.DEBUG, logger="urllib3.connectionpool"):
-            promote.promote(lane.settings, _spec(image), DEV)
+            promote(lane.settings, _spec(image), DEV)
     except CommandFailed as exc:
         failure = exc
     finally:
@@ -224,7 +225,7 @@ def test_a_registry_answering_500_and_429_part_of_the_time(lane: Lane, anchor: A
         client = lane.direct()
         assert all(client.blob_exists(image.repository, b) for b in image.blobs), "the copy did not finish"
         assert client.head_manifest(image.repository, str(image.digest)) == image.digest
-        rerun = promote.promote(lane.settings, _spec(image), DEV)
+        rerun = promote(lane.settings, _spec(image), DEV)
         assert rerun.copy is not None and not rerun.copy.blobs_copied, "the rerun copied again"
     assert_complete(lane, image)
     assert_anchor_intact(lane, anchor)
@@ -247,7 +248,7 @@ def test_a_registry_that_dies_mid_push(lane: Lane, anchor: Anchor) -> None:
     Faults(die_after_bytes=6 * 1024 * 1024, die="exit").write(lane.faults)
 
     with pytest.raises(MokaError) as failed:
-        promote.promote(lane.settings, _spec(image), DEV)
+        promote(lane.settings, _spec(image), DEV)
 
     _, status = os.waitpid(lane.pids["gate"], 0)
     assert os.waitstatus_to_exitcode(status) == 3, "the gate did not die as told"
@@ -257,11 +258,11 @@ def test_a_registry_that_dies_mid_push(lane: Lane, anchor: Anchor) -> None:
     lane.faults.unlink()
     lane.start_gate()
 
-    rerun = promote.promote(lane.settings, _spec(image), DEV)
+    rerun = promote(lane.settings, _spec(image), DEV)
 
     assert rerun.decision.outcome is Outcome.COPY and rerun.copy is not None
     assert_complete(lane, image)
-    assert promote.promote(lane.settings, _spec(image), DEV).decision.outcome is Outcome.NOOP
+    assert promote(lane.settings, _spec(image), DEV).decision.outcome is Outcome.NOOP
     assert_anchor_intact(lane, anchor)
     first = re.sub(r"\s+", " ", failed.value.message)[:200]
     OUTCOMES.append(("registry process exits after 6 MiB of a push",
@@ -357,7 +358,7 @@ def test_a_full_disk_fails_clearly_and_converges_once_space_is_freed(small_disk:
     image = ready(lane.settings, f"full-{RUN}", big_layers=2, layer_mb=8)  # 32 MiB of layers over two platforms
 
     with pytest.raises(MokaError) as failed:
-        promote.promote(lane.settings, _spec(image), DEV)
+        promote(lane.settings, _spec(image), DEV)
 
     message = str(failed.value)
     assert "no space left on device" in message.lower(), message
@@ -365,7 +366,7 @@ def test_a_full_disk_fails_clearly_and_converges_once_space_is_freed(small_disk:
     assert_anchor_intact(lane, anchor)
     run.call(["mount", "-o", "remount,size=128m", str(disk)])
 
-    rerun = promote.promote(lane.settings, _spec(image), DEV)
+    rerun = promote(lane.settings, _spec(image), DEV)
 
     assert rerun.decision.outcome is Outcome.COPY
     assert_complete(lane, image)

@@ -19,7 +19,7 @@ from moka_images.adapters.copy import copy_image
 from moka_images.config.settings import Settings, TrivySettings
 from moka_images.models import Environment
 from moka_images.stages import registries, rescan
-from moka_images.stages.verify import scan
+from moka_images.stages.verify import dbmirror
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ def own(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def test_an_image_clean_yesterday_is_blocked_after_the_db_learns_of_a_flaw(own: Settings, tmp_path: Path) -> None:
     mirror = registries.mirror(own)
     (tmp_path / "day1.yaml").write_text(UNRELATED)
-    scan.mirror_databases(own, mirror, advisories=tmp_path / "day1.yaml")
+    dbmirror.mirror_databases(own, mirror, advisories=tmp_path / "day1.yaml")
     (first,) = rescan.rescan(own, TEST)
     assert first.image == "osbase" and first.tags == ("1.0", "1.0.0", "latest")
     assert first.verdict.allowed and first.new is None  # nothing to compare with yet
@@ -73,7 +73,7 @@ def test_an_image_clean_yesterday_is_blocked_after_the_db_learns_of_a_flaw(own: 
     assert all(r.os.startswith("debian 12") and r.package_count > 50 for r in first.reports)
 
     (tmp_path / "day2.yaml").write_text(UNRELATED + TAR_FLAW)
-    scan.mirror_databases(own, mirror, advisories=tmp_path / "day2.yaml")
+    dbmirror.mirror_databases(own, mirror, advisories=tmp_path / "day2.yaml")
     (second,) = rescan.rescan(own, TEST)
     assert second.ref == first.ref and not second.verdict.allowed
     assert {(f.id, f.package, str(f.platform)) for f in second.verdict.blocking} == {

@@ -29,7 +29,7 @@ from moka_images.findings import Severity
 from moka_images.models import Environment, ImageRef
 from moka_images.plan.verdict import judge
 from moka_images.stages import registries
-from moka_images.stages.verify import scan
+from moka_images.stages.verify import dbmirror, scan
 from moka_images.trivydb import builder
 from moka_images.trivydb.advisories import AdvisoryFile, load_advisories
 
@@ -64,7 +64,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="module")
 def db(settings: Settings) -> tuple:
     """The repository's advisories, built and pushed to scratch DB repositories in the mirror."""
-    return scan.mirror_databases(settings, registries.mirror(settings))
+    return dbmirror.mirror_databases(settings, registries.mirror(settings))
 
 
 def _build(settings: Settings, name: str, dockerfile: str, files: dict[str, str], tmp: Path) -> ImageRef:
@@ -199,7 +199,7 @@ def test_same_digest_same_db_does_no_work_and_a_new_db_rescans(
         settings: Settings, jq_image: ImageRef, tmp_path: Path) -> None:
     own = _scratch_settings(settings.home, "-rescan")
     mirror, client = registries.mirror(own), registries.client(own, TEST)
-    scan.mirror_databases(own, mirror)
+    dbmirror.mirror_databases(own, mirror)
     first = scan.scan_image(own, client, jq_image, "jq-critical")
     stamps = [(d / "scan.json").stat().st_mtime_ns for d in (s.parent for _, s in first.sboms)]
     again = scan.scan_image(own, client, jq_image, "jq-critical")
@@ -211,7 +211,7 @@ def test_same_digest_same_db_does_no_work_and_a_new_db_rescans(
     extra.write_text((ROOT / "security/advisories.yaml").read_text()
                      + "  - id: CVE-2099-0999\n    severity: MEDIUM\n    title: added after the first scan\n"
                      + '    affects: [{os: debian 12, package: jq, fixed_version: "1.7.1-99"}]\n')
-    scan.mirror_databases(own, mirror, advisories=extra)
+    dbmirror.mirror_databases(own, mirror, advisories=extra)
     rescanned = scan.scan_image(own, client, jq_image, "jq-critical")
     assert rescanned.from_cache == ()
     assert all("CVE-2099-0999" in {v.id for v in r.vulnerabilities} for r in rescanned.reports)
@@ -239,20 +239,20 @@ _DRIVER = """
 import json, sys
 from datetime import date
 from pathlib import Path
-from moka_images import scan
 from moka_images.adapters import run
 from moka_images.adapters.registry import RegistryClient
 from moka_images.config.policies import load_policy
 from moka_images.config.settings import TrivySettings, load_settings
 from moka_images.models import Environment, ImageRef
 from moka_images.plan.verdict import judge
+from moka_images.stages.verify import dbmirror, scan
 
 registry, layout, repo, home = sys.argv[1:5]
 run.call(["skopeo", "copy", "--all", "--dest-tls-verify=false", f"oci:{layout}:img", f"docker://{registry}/{repo}"])
 settings = load_settings().model_copy(update={"mirror": registry, "home": Path(home),
     "trivy": TrivySettings(db_repository="scratch-scan/trivy-db", java_db_repository="scratch-scan/trivy-java-db")})
 client = RegistryClient(registry)
-scan.mirror_databases(settings, client)
+dbmirror.mirror_databases(settings, client)
 ref = ImageRef(registry, repo).with_digest(client.head_manifest(repo, "latest"))
 result = scan.scan_image(settings, client, ref, "jq-critical", mirror=client)
 verdict = judge(result.reports, load_policy(settings.policy_path(Environment.TEST)), (),

@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
-from rich.table import Table
-
-from moka_images import log
 from moka_images.adapters.registry import RegistryClient
 from moka_images.config.manifests import TeamImage, load_declarations
-from moka_images.config.settings import Settings, load_settings
-from moka_images.errors import ConfigError, GateFailed
+from moka_images.config.settings import Settings
+from moka_images.errors import ConfigError
 from moka_images.models import Digest, Environment, ImageRef, Platform
 from moka_images.recipes import team as team_recipe
 from moka_images.smoke import jar
 from moka_images.smoke.docker_runner import DockerRunner
 from moka_images.smoke.harness import run_suite
-from moka_images.smoke.report import junit_xml, predicate, timing_table
 from moka_images.smoke.results import SuiteResult
 from moka_images.smoke.suite import BUILTIN_JOBS, JobSpec, team_job
 from moka_images.stages import registries
-from moka_images.stages.images import resolve
-from moka_images.stages.verify import attestations
-
-
-def parse_ref(text: str) -> ImageRef:
-    """REGISTRY/REPOSITORY@sha256:... or REGISTRY/REPOSITORY:TAG."""
-    name, digest, tag = text, None, None
-    if "@" in text:
-        name, digest = text.split("@", 1)
-    elif ":" in text.rsplit("/", 1)[-1]:
-        name, tag = text.rsplit(":", 1)
-    registry, _, repository = name.partition("/")
-    try:
-        return ImageRef(registry, repository, tag, Digest(digest) if digest else None)
-    except ValueError as exc:
-        raise ConfigError(f"bad image reference {text!r}: {exc}", "give REGISTRY/REPOSITORY@sha256:<64 hex>") from None
 
 
 def index_platforms(client: RegistryClient, ref: ImageRef) -> tuple[ImageRef, dict[Platform, Digest]]:
@@ -82,62 +60,3 @@ def smoke(settings: Settings, environment: Environment, ref: ImageRef, jobs: tup
     return run_suite(pinned, wanted, jobs, DockerRunner(), lambda image, p: jar.build_jar(image, p, cache),
                      workers=workers)
 
-
-def render(result: SuiteResult) -> None:
-    """Time per job and platform, then every failure with its driver log tail."""
-    header, rows = timing_table(result)
-    table = Table(*header, title=f"smoke {result.image}")
-    for row in rows:
-        table.add_row(*row)
-    console = log.console()
-    console.print(table)
-    for run in result.runs:
-        console.print(f"{run.platform} {run.digest}: {'passed' if run.passed else 'FAILED'} in {run.seconds:.1f}s")
-        for job in run.jobs:
-            if not job.passed and job.log_tail:
-                console.print(f"[red]{job.describe()}[/]\n[dim]{job.log_tail}[/]", markup=True, highlight=False)
-    for mismatch in result.mismatches:
-        console.print(f"[red]mismatch: {mismatch.describe()}[/]")
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add `smoke`."""
-    p = sub.add_parser("smoke", help="run Spark smoke jobs in each platform of an image, compare the answers")
-    p.add_argument("image", nargs="?", metavar="IMAGE[:VERSION]", help="image name (latest version if none)")
-    p.add_argument("--env", required=True, choices=[e.value for e in Environment],
-                   help="environment whose registry holds the image")
-    p.add_argument("--ref", help="a plain reference instead of IMAGE: REGISTRY/REPOSITORY@sha256:...")
-    p.add_argument("--platform", action="append", type=Platform.parse, metavar="P",
-                   help="only this platform (repeatable), default every platform of the index")
-    p.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
-    p.add_argument("--json", type=Path, metavar="FILE", help="write the result (the attestation predicate) here")
-    p.add_argument("--parallel", type=int, default=1, metavar="N", help="platforms run at once (default 1)")
-    p.add_argument("--attest", action="store_true",
-                   help="attach the result to the index digest as a cosign attestation (the env's key)")
-    p.set_defaults(func=_cmd_smoke)
-
-
-def _cmd_smoke(args: argparse.Namespace) -> int:
-    settings = load_settings(profile=args.profile)
-    environment = Environment.parse(args.env)
-    if bool(args.ref) == bool(args.image):
-        raise ConfigError("give either IMAGE[:VERSION] or --ref REF")
-    if args.ref:
-        ref, jobs = parse_ref(args.ref), BUILTIN_JOBS
-    else:
-        image = resolve(settings, environment, args.image)
-        ref, jobs = image.ref, jobs_for(settings, image.name)
-    result = smoke(settings, environment, ref, jobs, args.platform, args.parallel)
-    render(result)
-    if args.junit:
-        args.junit.write_text(junit_xml(result))
-    if args.json:
-        args.json.write_text(json.dumps(predicate(result), indent=2, sort_keys=True) + "\n")
-    if args.attest:
-        # A later result supersedes an earlier one, failed or not: promotion reads the newest.
-        attestations.attest(settings, environment, result.image, attestations.Kind.SMOKE, predicate(result),
-                            replace=True)
-    if not result.passed:
-        raise GateFailed("smoke failed:\n" + "\n".join(f"  - {line}" for line in result.failures()),
-                         "the log tail of each failed job is printed above")
-    return 0

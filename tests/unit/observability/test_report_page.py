@@ -6,6 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
+from moka_images.commands import report as report_page
 from moka_images.findings import DbVersion, ScanReport, SecretFinding, Severity, VulnFinding
 from moka_images.models import Digest, Environment, Platform
 from moka_images.stages import report, status
@@ -56,25 +57,25 @@ class _Refs(HTMLParser):
 
 
 def test_page_is_self_contained() -> None:
-    page = report.render(_data())
+    page = report_page.render(_data())
     parser = _Refs()
     parser.feed(page)
     assert parser.refs == []  # nothing loaded from anywhere
     assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/|@import|url\(", page, re.IGNORECASE)
-    assert f'content="{report.CSP}"' in page and "default-src 'none'" in report.CSP
+    assert f'content="{report_page.CSP}"' in page and "default-src 'none'" in report_page.CSP
     assert parser.tags.count("script") == 1 and parser.tags.count("style") == 1
     assert "link" not in parser.tags and "img" not in parser.tags and "iframe" not in parser.tags
 
 
 def test_everything_from_outside_is_escaped() -> None:
-    page = report.render(_data())
+    page = report_page.render(_data())
     assert "<script>alert" not in page
     assert "team/&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
     assert "approved by alice &lt;ops&gt;" in page
 
 
 def test_matrix_has_a_row_per_image_and_a_cell_per_environment() -> None:
-    page = report.render(_data())
+    page = report_page.render(_data())
     body = page.split('<tbody>', 1)[1].split("</tbody>", 1)[0]
     assert body.count("<tr ") == 2 and 'data-image="spark-3.5"' in body
     first = body.split("</tr>")[0]
@@ -85,7 +86,7 @@ def test_matrix_has_a_row_per_image_and_a_cell_per_environment() -> None:
 
 
 def test_plots_are_well_formed_svg_with_a_point_or_bar_per_value() -> None:
-    page = report.render(_data())
+    page = report_page.render(_data())
     svgs = re.findall(r"<svg .*?</svg>", page, re.DOTALL)
     assert len(svgs) == 2  # the image without builds or scans says so instead of plotting nothing
     sizes, findings = (ET.fromstring(s) for s in svgs)
@@ -99,7 +100,7 @@ def test_plots_are_well_formed_svg_with_a_point_or_bar_per_value() -> None:
 
 
 def test_bars_stack_to_their_total_and_the_axis_is_whole() -> None:
-    svg = ET.fromstring(report.stacked_bars("t", ["a", "b"], {"CRITICAL": [1, 0], "HIGH": [2, 0]}, "findings"))
+    svg = ET.fromstring(report_page.stacked_bars("t", ["a", "b"], {"CRITICAL": [1, 0], "HIGH": [2, 0]}, "findings"))
     bars = [r for r in svg.iter("rect") if r.get("class") == "bar"]
     heights = [float(r.get("height")) for r in bars]
     top, bottom = 30.0, 260 - 44.0
@@ -124,5 +125,5 @@ def test_scan_points_count_a_finding_once_across_platforms_and_split_by_db() -> 
 
 
 def test_nice_axis_tops() -> None:
-    assert [report.nice_max(v) for v in (0, 1, 7, 830, 1060, 2600)] == [1, 1, 8, 1000, 1200, 3000]
-    assert [report.nice_max(v, whole=True) for v in (0, 3, 5, 13, 101)] == [4, 4, 8, 16, 120]
+    assert [report_page.nice_max(v) for v in (0, 1, 7, 830, 1060, 2600)] == [1, 1, 8, 1000, 1200, 3000]
+    assert [report_page.nice_max(v, whole=True) for v in (0, 3, 5, 13, 101)] == [4, 4, 8, 16, 120]

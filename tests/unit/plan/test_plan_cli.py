@@ -9,6 +9,7 @@ import pytest
 
 from moka_images import cli
 from moka_images.config.manifests import load_declarations
+from moka_images.config.settings import load_settings
 from moka_images.devstack import osbase
 from moka_images.models import Digest
 from moka_images.plan.graph import BuildTag
@@ -76,7 +77,7 @@ def test_plan_resolves_up_to_date_bases_and_refuses_an_unbumped_change(
     assert "1 image(s) refused: data-eng/etl-jobs" in out.err
     world["moka/data-eng/etl-jobs"][str(BuildTag.make(etl_version, graph.node("data-eng/etl-jobs").own_key, SPARK35))] \
         = Digest("sha256:" + "b" * 64)
-    plan = planning.compute_plan(planning.load_settings(), images=["data-eng/etl-jobs"])
+    plan = planning.compute_plan(load_settings(), images=["data-eng/etl-jobs"])
     assert plan.decision("spark-3.5").reason == f"up to date as {spark_tag} (needed by data-eng/etl-jobs)"
     etl = plan.decision("data-eng/etl-jobs")
     assert (etl.action.value, etl.base_digest) == ("skip", SPARK35)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
+from moka_images.commands.views import plan_table
 from moka_images.errors import ConfigError
 from moka_images.models import Digest
 from moka_images.plan.graph import (
@@ -274,7 +275,7 @@ def test_json_and_table_carry_every_decision_and_reason() -> None:
     assert set(first) == {"image", "action", "reason", "version", "own_key", "base", "base_digest", "tag",
                           "pending", "rolling_tags"}
     console = Console(record=True, width=250)
-    console.print(plan.table())
+    console.print(plan_table(plan))
     text = console.export_text()
     for d in plan.decisions:
         assert d.image in text and d.reason.split(":")[0] in text

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from moka_images.cli import build_parser
+from moka_images.commands.smoke import parse_ref
 from moka_images.errors import ConfigError
 from moka_images.models import Digest, ImageRef, Platform
-from moka_images.stages.verify.smoke import parse_ref
 
 DIGEST = "sha256:" + "c" * 64
 

@@ -1,0 +1,121 @@
+"""Carrying out a prepared promotion under its lock: copy by digest, sign, attest, move tags last, record."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from moka_images import log, metrics
+from moka_images.adapters import ecr
+from moka_images.adapters.copy import CopyStats, TagSet, copy_image, set_tags
+from moka_images.config.settings import Settings
+from moka_images.models import Environment, ImageRef
+from moka_images.plan import lifecycle
+from moka_images.plan.promotion import (
+    Decision,
+    Outcome,
+    record,
+)
+from moka_images.stages import history, registries
+from moka_images.stages.promote.inventory import read_inventory
+from moka_images.stages.promote.prepare import Prepared, prepare, redecide, refusal
+from moka_images.stages.verify import attestations, signing
+from moka_images.stages.verify.attestations import Kind
+
+COPY_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class Done:
+    """What carrying a decision out did."""
+
+    decision: Decision
+    moved: tuple[str, ...]
+    copy: CopyStats | None
+    record: Mapping[str, Any] | None
+
+
+def identity() -> str:
+    """Who is acting: MOKA_ACTOR, else the CI's actor and run, else user@host."""
+    if os.environ.get("MOKA_ACTOR"):
+        return os.environ["MOKA_ACTOR"]
+    if os.environ.get("GITHUB_ACTOR"):
+        run = os.environ.get("GITHUB_RUN_ID")
+        return f"github:{os.environ['GITHUB_ACTOR']}" + (f" (run {run})" if run else "")
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+# ---- reading registries ------------------------------------------------------------------------
+
+
+# ---- gates that need the world -----------------------------------------------------------------
+
+
+# ---- planning ----------------------------------------------------------------------------------
+
+
+# ---- carrying it out ---------------------------------------------------------------------------
+
+
+def lock_path(settings: Settings, image: str, env: Environment) -> os.PathLike[str]:
+    """The lock that serializes promotions of one image into one environment on this machine."""
+    return settings.home / "locks" / "promote" / f"{env.value}--{image.replace('/', '--')}.lock"
+
+
+def carry_out(settings: Settings, prepared: Prepared, *, by: str | None = None,
+              workers: int = COPY_WORKERS) -> Done:
+    """Do what the decision says, after re-deciding on the target's inventory under the lock."""
+    source, edge = prepared.source, prepared.decision.edge
+    target = edge.dst_env
+    dst = registries.client(settings, target)
+    with history.exclusive(lock_path(settings, source.name, target),
+                           on_wait=lambda: log.info(f"waiting for another promotion of {source.name} to {target}")):
+        inventory = read_inventory(dst, source.repository)
+        decision = redecide(settings, prepared, inventory)
+        if decision.outcome != prepared.decision.outcome:
+            log.info(f"{target} changed since the plan: now {decision.outcome.value}")
+        if decision.refused:
+            raise refusal(replace(prepared, decision=decision))
+        if decision.outcome is Outcome.NOOP:
+            log.info(f"{source.name} {source.candidate.build} is already in {target}: nothing to do")
+            return Done(decision, (), None, None)
+        # The lifecycle policy must keep what the rolling tags will point at, the ones about to move included.
+        ecr.ensure_repository(settings, target, source.repository,
+                              lifecycle.protected_tags([*inventory.tags, *decision.edge.tags]))
+        dst_ref = ImageRef(settings.env(target).registry, source.repository, digest=edge.digest)
+        stats = None
+        if decision.outcome is Outcome.COPY:
+            with log.step(f"copy {source.name}@{edge.digest.short} {edge.src_env} -> {target}"):
+                stats = copy_image(registries.client(settings, edge.src_env), source.repository, dst,
+                                   source.repository, edge.digest, workers=workers)
+            metrics.count(metrics.BYTES_COPIED, stats.bytes_copied, image=source.name, source=edge.src_env.value,
+                          target=target.value)
+        if not decision.rollback:
+            signing.sign(settings, target, dst_ref)
+        if prepared.smoke_predicate is not None:
+            attestations.attest(settings, target, dst_ref, Kind.SMOKE, prepared.smoke_predicate, replace=True)
+        doc = record(decision, repository=source.repository, by=by or identity(),
+                     at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), approved_by=prepared.approved_by,
+                     registries={e.value: settings.env(e).registry for e in {edge.src_env, target}})
+        attestations.attest(settings, target, dst_ref, Kind.PROMOTION, doc)
+        moved = set_tags(dst, source.repository, edge.digest, [TagSet(m.tag, m.old) for m in decision.moves])
+        history.append(settings, {**doc, "moved": moved, "copy": stats.to_json() if stats else None})
+    return Done(decision, tuple(moved), stats, doc)
+
+
+def promote(settings: Settings, spec: str, target: Environment, *, src: Environment | None = None,
+            approved_by: str | None = None, by: str | None = None, workers: int = COPY_WORKERS) -> Done:
+    """Prepare and carry out one promotion (what CI calls); GateFailed, with nothing changed, if refused."""
+    prepared = prepare(settings, spec, target, src=src, approved_by=approved_by)
+    if prepared.decision.refused:
+        raise refusal(prepared)
+    return carry_out(settings, prepared, by=by, workers=workers)
+
+
+# ---- showing -----------------------------------------------------------------------------------
+
