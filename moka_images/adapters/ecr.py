@@ -1,8 +1,7 @@
 """ECR control plane through boto3: the same code talks to real ECR or to a moto server by endpoint alone.
 
-Repositories are made and kept the way `plan.tags` and `plan.lifecycle` decide: build tags immutable, rolling
-and cosign tags mutable (MUTABLE_WITH_EXCLUSION, see `plan.tags` for why not IMMUTABLE), scan on push, KMS
-encryption, and a lifecycle policy that never expires an image a rolling tag points at. The botocore and moto
+It only talks: what a repository should look like is decided in `stages.repositories` (from `plan.tags` and
+`plan.lifecycle`), which calls the operations here. The botocore and moto
 of this project (1.44, 5.2) take every one of these parameters, so nothing is faked locally (an older botocore
 refuses the exclusion filters: a ServiceError says to upgrade). moto stores the tag rule and the lifecycle
 policy but enforces neither on images: locally the registry gate enforces the tag rule.
@@ -13,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,12 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from moka_images import log
-from moka_images.adapters.registry import RegistryClient
-from moka_images.config.settings import EnvironmentSettings, Settings
 from moka_images.errors import ServiceError
-from moka_images.models import Environment
-from moka_images.plan import lifecycle, tags
 
 # Any credentials do for the local moto server; real AWS uses the default credential chain.
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "mokalocal", "aws_secret_access_key": "mokalocal"}
@@ -51,38 +44,60 @@ class RegistryCredentials:
         return self.expires_at - (now or datetime.now(UTC)) < REFRESH_MARGIN
 
 
-def _session_kwargs(settings: Settings) -> dict[str, Any]:
-    if settings.ecr.endpoint and not os.environ.get("AWS_ACCESS_KEY_ID"):
+@dataclass(frozen=True)
+class AwsAccess:
+    """Where and as whom to call AWS: the region, a non-AWS endpoint (moto) if any, and the role to act through."""
+
+    region: str
+    endpoint: str | None = None
+    role_arn: str | None = None
+
+
+def _session_kwargs(access: AwsAccess) -> dict[str, Any]:
+    if access.endpoint and not os.environ.get("AWS_ACCESS_KEY_ID"):
         return dict(_LOCAL_CREDENTIALS)
     return {}
 
 
-def client(settings: Settings, service: str, env: EnvironmentSettings | None = None) -> Any:
-    """A boto3 client for `service`, acting in `env`'s account (through its role) when given."""
+def _common(access: AwsAccess) -> dict[str, Any]:
     config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60)
-    common: dict[str, Any] = {"region_name": settings.ecr.region, "config": config}
-    if settings.ecr.endpoint:
-        common["endpoint_url"] = settings.ecr.endpoint
-    session = boto3.session.Session(**_session_kwargs(settings))
-    if env is not None and env.role_arn:
-        try:
-            creds = session.client("sts", **common).assume_role(
-                RoleArn=env.role_arn, RoleSessionName="moka-images")["Credentials"]
-        except (ClientError, BotoCoreError) as exc:
-            raise ServiceError(f"cannot assume role {env.role_arn}: {exc}",
-                               "check the role ARN in moka.yaml and your AWS credentials") from exc
-        session = boto3.session.Session(aws_access_key_id=creds["AccessKeyId"],
-                                        aws_secret_access_key=creds["SecretAccessKey"],
-                                        aws_session_token=creds["SessionToken"])
-    return session.client(service, **common)
+    common: dict[str, Any] = {"region_name": access.region, "config": config}
+    if access.endpoint:
+        common["endpoint_url"] = access.endpoint
+    return common
 
 
-def registry_credentials(settings: Settings, env: EnvironmentSettings) -> RegistryCredentials:
-    """Registry login for `env` from ECR's authorization token for that account."""
+def assume_role(access: AwsAccess, role_arn: str, session_name: str) -> dict[str, str]:
+    """Temporary credentials of `role_arn`, as the AWS_* variables an SDK or a tool reads."""
+    session = boto3.session.Session(**_session_kwargs(access))
     try:
-        data = client(settings, "ecr", env).get_authorization_token(registryIds=[env.account])["authorizationData"][0]
+        creds = session.client("sts", **_common(access)).assume_role(
+            RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
     except (ClientError, BotoCoreError) as exc:
-        raise ServiceError(f"cannot get an ECR token for account {env.account}: {exc}",
+        raise ServiceError(f"cannot assume role {role_arn}: {exc}",
+                           "check the role ARN in moka.yaml and your AWS credentials") from exc
+    return {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": creds["SessionToken"]}
+
+
+def client(access: AwsAccess, service: str) -> Any:
+    """A boto3 client for `service`, acting through `access.role_arn` when there is one."""
+    if access.role_arn:
+        creds = assume_role(access, access.role_arn, "moka-images")
+        session = boto3.session.Session(aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+                                        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+                                        aws_session_token=creds["AWS_SESSION_TOKEN"])
+    else:
+        session = boto3.session.Session(**_session_kwargs(access))
+    return session.client(service, **_common(access))
+
+
+def registry_credentials(access: AwsAccess, account: str) -> RegistryCredentials:
+    """Registry login for `account` from ECR's authorization token."""
+    try:
+        data = client(access, "ecr").get_authorization_token(registryIds=[account])["authorizationData"][0]
+    except (ClientError, BotoCoreError) as exc:
+        raise ServiceError(f"cannot get an ECR token for account {account}: {exc}",
                            "is the ECR endpoint up? locally: `moka-images dev up`") from exc
     user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
     return RegistryCredentials(user, password, _meaningful_expiry(data.get("expiresAt")))
@@ -152,73 +167,60 @@ def _describe(ecr: Any, account: str, repository: str) -> RepositoryState | None
         encryption=enc.get("encryptionType", "AES256"), kms_key=enc.get("kmsKey"), lifecycle=policy)
 
 
-def describe(settings: Settings, env: Environment, repository: str) -> RepositoryState | None:
-    """The repository as ECR holds it in `env`'s account, or None if there is none."""
-    cfg = settings.env(env)
-    return _describe(client(settings, "ecr", cfg), cfg.account, repository)
+def describe(access: AwsAccess, account: str, repository: str) -> RepositoryState | None:
+    """The repository as ECR holds it in `account`, or None if there is none."""
+    return _describe(client(access, "ecr"), account, repository)
 
 
-def desired_policy(settings: Settings, protected: Iterable[str]) -> dict[str, Any]:
-    """The lifecycle policy settings ask for, protecting `protected` tags."""
-    return lifecycle.lifecycle_policy(
-        expire_untagged_days=settings.ecr.lifecycle_expire_untagged_days,
-        keep_prerelease=settings.ecr.lifecycle_keep_prerelease,
-        images_per_build=1 + len(settings.platforms), protected=protected)
+def list_repositories(access: AwsAccess, account: str) -> list[str]:
+    """Every repository name in `account`, all pages."""
+    pages = client(access, "ecr").get_paginator("describe_repositories").paginate(registryId=account)
+    return [r["repositoryName"] for page in pages for r in page["repositories"]]
 
 
-def _in_use(settings: Settings, cfg: EnvironmentSettings, repository: str) -> list[str]:
-    """Rolling tags the repository holds now that a lifecycle rule could otherwise select."""
-    creds = registry_credentials(settings, cfg)
-    return lifecycle.protected_tags(RegistryClient(cfg.registry, creds.username, creds.password)
-                                    .list_tags(repository))
+@dataclass(frozen=True)
+class RepositorySpec:
+    """What a repository should be: tag mutability and its exceptions, encryption, lifecycle policy text."""
+
+    mutability: str
+    exclusion_filters: list[dict[str, str]]  # as ECR takes them
+    kms_key: str | None
+    lifecycle_text: str
 
 
-def ensure_repository(settings: Settings, env: Environment, repository: str,
-                      protected: Iterable[str] | None = None) -> list[str]:
-    """Create `repository` in `env`'s account or bring its settings in line; returns what changed.
+def create_repository(access: AwsAccess, account: str, repository: str, spec: RepositorySpec) -> bool:
+    """Create `repository` with scan on push and KMS encryption; False if another process made it first."""
+    ecr = client(access, "ecr")
+    encryption = {"encryptionType": "KMS", **({"kmsKey": spec.kms_key} if spec.kms_key else {})}
+    try:
+        _call(f"create {repository} in {account}", ecr.create_repository, registryId=account,
+              repositoryName=repository, **_mutability(spec), imageScanningConfiguration={"scanOnPush": True},
+              encryptionConfiguration=encryption, tags=[{"Key": "managed-by", "Value": "moka-images"}])
+    except ServiceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ClientError) and _code(cause) == "RepositoryAlreadyExistsException":
+            return False
+        raise
+    return True
 
-    `protected`: rolling tags whose images the lifecycle policy must keep; by default the ones the registry
-    holds now (so each promotion refreshes the set).
-    """
-    cfg = settings.env(env)
-    ecr = client(settings, "ecr", cfg)
-    acct = {"registryId": cfg.account, "repositoryName": repository}
-    mutability = {"imageTagMutability": tags.MUTABILITY,
-                  "imageTagMutabilityExclusionFilters": tags.exclusion_filters()}
-    encryption = {"encryptionType": "KMS"}
-    if settings.ecr.kms_key:
-        encryption["kmsKey"] = settings.ecr.kms_key
-    changes: list[str] = []
-    state = _describe(ecr, cfg.account, repository)
-    if state is None:
-        try:
-            _call(f"create {repository} in {cfg.account}", ecr.create_repository, **acct, **mutability,
-                  imageScanningConfiguration={"scanOnPush": True}, encryptionConfiguration=encryption,
-                  tags=[{"Key": "managed-by", "Value": "moka-images"}])
-            changes.append("created")
-        except ServiceError as exc:  # another process may have won the race: fine
-            cause = exc.__cause__
-            if not (isinstance(cause, ClientError) and _code(cause) == "RepositoryAlreadyExistsException"):
-                raise
-        state = _describe(ecr, cfg.account, repository)
-        if state is None:
-            raise ServiceError(f"ECR: {repository} in {cfg.account} vanished right after it was made")
-    if (state.mutability, state.exclusions) != (tags.MUTABILITY, tags.IMMUTABLE_FILTERS):
-        _call("set tag mutability", ecr.put_image_tag_mutability, **acct, **mutability)
-        changes.append(f"tag mutability {state.mutability} {list(state.exclusions)} -> {tags.MUTABILITY} "
-                       f"{list(tags.IMMUTABLE_FILTERS)}")
-    if not state.scan_on_push:
-        _call("turn on scan on push", ecr.put_image_scanning_configuration, **acct,
-              imageScanningConfiguration={"scanOnPush": True})
-        changes.append("scan on push")
-    if state.encryption != "KMS" or (settings.ecr.kms_key and state.kms_key != settings.ecr.kms_key):
-        log.warn(f"{repository} in {env} is encrypted with {state.encryption} {state.kms_key or ''}, not the "
-                 f"configured KMS key: ECR cannot change a repository's encryption; recreate it to fix")
-    policy = desired_policy(settings, _in_use(settings, cfg, repository) if protected is None else protected)
-    if state.lifecycle is None or lifecycle.policy_text(state.lifecycle) != lifecycle.policy_text(policy):
-        _call("set the lifecycle policy", ecr.put_lifecycle_policy, **acct,
-              lifecyclePolicyText=lifecycle.policy_text(policy))
-        changes.append("lifecycle policy")
-    if changes:
-        log.info(f"ECR {env} {repository}: " + ", ".join(changes))
-    return changes
+
+def _mutability(spec: RepositorySpec) -> dict[str, Any]:
+    return {"imageTagMutability": spec.mutability, "imageTagMutabilityExclusionFilters": spec.exclusion_filters}
+
+
+def set_tag_mutability(access: AwsAccess, account: str, repository: str, spec: RepositorySpec) -> None:
+    """Put the tag mutability rule and its exclusion filters."""
+    _call("set tag mutability", client(access, "ecr").put_image_tag_mutability, registryId=account,
+          repositoryName=repository, **_mutability(spec))
+
+
+def turn_on_scan_on_push(access: AwsAccess, account: str, repository: str) -> None:
+    """ECR's basic scan of every pushed image."""
+    _call("turn on scan on push", client(access, "ecr").put_image_scanning_configuration, registryId=account,
+          repositoryName=repository, imageScanningConfiguration={"scanOnPush": True})
+
+
+def set_lifecycle_policy(access: AwsAccess, account: str, repository: str, text: str) -> None:
+    """Replace the repository's lifecycle policy."""
+    _call("set the lifecycle policy", client(access, "ecr").put_lifecycle_policy, registryId=account,
+          repositoryName=repository, lifecyclePolicyText=text)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import platform as pyplatform
 import re
+import socket
 from pathlib import Path
 
 from moka_images.adapters import run
@@ -67,3 +69,8 @@ def _flags(entry: Path) -> str:
 def is_root() -> bool:
     """Whether we run as root (dockerd, mounts and debootstrap need it)."""
     return os.geteuid() == 0
+
+
+def user_at_host() -> str:
+    """The local user and machine, as `user@host`."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"

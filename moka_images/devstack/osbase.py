@@ -1,7 +1,6 @@
 """The OS base image: seeded into the local mirror from debootstrap (one rootfs per arch), pinned in a lock.
 
-In production the mirror already holds the upstream image; the lock pins the digest either way, so a moving
-upstream tag never changes what is built without the lock changing.
+The lock itself (`config.os_base`) is what builds read.
 """
 
 from __future__ import annotations
@@ -9,13 +8,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from moka_images import log
 from moka_images.adapters import buildx, host, run
+from moka_images.config.os_base import OsBaseLock, lock_path, read_lock
 from moka_images.config.settings import Settings
-from moka_images.errors import MokaError
 from moka_images.models import Digest, ImageRef, Platform
 from moka_images.stages import registries
 
@@ -24,30 +23,6 @@ ADD rootfs.tar /
 ENV LANG=C.UTF-8
 CMD ["bash"]
 """
-
-
-@dataclass(frozen=True)
-class OsBaseLock:
-    """The OS base as pinned: reference in the mirror and its index digest."""
-
-    reference: str
-    digest: str
-    platforms: dict[str, str]
-
-
-def lock_path(settings: Settings) -> Path:
-    """Where the OS base lock lives for this profile."""
-    return settings.home / "locks" / f"os-base-{settings.profile}.json" if settings.profile != "local" \
-        else settings.home / "locks" / "os-base.json"
-
-
-def read_lock(settings: Settings) -> OsBaseLock:
-    """The pinned OS base, or an error saying how to create it."""
-    path = lock_path(settings)
-    try:
-        return OsBaseLock(**json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise MokaError(f"the OS base is not seeded ({path} is missing)", "run `moka-images dev up`") from None
 
 
 def seed(settings: Settings) -> OsBaseLock:

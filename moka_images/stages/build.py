@@ -14,7 +14,7 @@ from pathlib import Path
 import semver
 
 from moka_images import log, metrics
-from moka_images.adapters import buildx, ecr, git, wheelhouse
+from moka_images.adapters import buildx, git, wheelhouse
 from moka_images.adapters.registry import RegistryClient
 from moka_images.config.manifests import BaseImage, TeamImage, load_declarations, team_files
 from moka_images.config.settings import Settings
@@ -22,7 +22,7 @@ from moka_images.errors import ConfigError, PlanRefused
 from moka_images.models import Digest, Environment, ImageRef, Platform
 from moka_images.plan.graph import Action, BuildTag, Decision, Plan, rolling_tags
 from moka_images.recipes import team as team_recipe
-from moka_images.stages import registries
+from moka_images.stages import registries, repositories
 from moka_images.stages.planning import compute_plan
 
 SOURCE_URL = "https://github.com/moka-images/moka-images"
@@ -222,7 +222,7 @@ def _build_arch(settings: Settings, image: BaseImage | TeamImage, decision: Deci
     """Build one platform and push it under `<build tag>-<arch>`; returns its manifest digest."""
     assert decision.tag and decision.base_digest
     registry = settings.env(Environment.TEST).registry
-    ecr.ensure_repository(settings, Environment.TEST, settings.repository(image.name))
+    repositories.ensure_repository(settings, Environment.TEST, settings.repository(image.name))
     if isinstance(image, BaseImage):
         base = ImageRef(settings.mirror, settings.os_base.repository, digest=decision.base_digest)
     else:

@@ -13,14 +13,13 @@ import os
 import secrets
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from moka_images import log
 from moka_images.adapters import cosign, ecr
 from moka_images.adapters.registry import is_local
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError, ServiceError
 from moka_images.models import Environment
+from moka_images.stages import repositories
 
 _role_env: dict[tuple[str, str], dict[str, str]] = {}
 
@@ -116,14 +115,9 @@ def kms_env(settings: Settings, environment: Environment) -> dict[str, str]:
         key = (settings.profile, role)
         if key not in _role_env:
             try:
-                creds = ecr.client(settings, "sts").assume_role(
-                    RoleArn=role, RoleSessionName="moka-images-sign")["Credentials"]
-            except (ClientError, BotoCoreError) as exc:
-                raise ServiceError(f"cannot assume role {role} to use {environment}'s KMS key: {exc}",
-                                   "check the role ARN in moka.yaml and your AWS credentials") from exc
-            _role_env[key] = {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
-                              "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
-                              "AWS_SESSION_TOKEN": creds["SessionToken"]}
+                _role_env[key] = ecr.assume_role(repositories.aws_access(settings), role, "moka-images-sign")
+            except ServiceError as exc:
+                raise ServiceError(f"cannot use {environment}'s KMS key: {exc.message}", exc.hint) from exc
         env.update(_role_env[key])
     return env
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from moka_images import log
 from moka_images.adapters import git
 from moka_images.adapters.registry import RegistryClient
+from moka_images.config import os_base
 from moka_images.config.manifests import (
     BaseImage,
     Declarations,
@@ -15,7 +16,6 @@ from moka_images.config.manifests import (
     watched_paths,
 )
 from moka_images.config.settings import Settings
-from moka_images.devstack import osbase
 from moka_images.errors import ServiceError
 from moka_images.models import Digest, Environment
 from moka_images.plan.graph import Graph, Node, Plan, Scope, make_plan, own_key, select, since
@@ -41,7 +41,7 @@ def graph_of(declarations: Declarations) -> Graph:
 
 def os_base_digest(settings: Settings) -> Digest:
     """The pinned OS base (written by `moka-images dev up`)."""
-    return Digest(osbase.read_lock(settings).digest)
+    return Digest(os_base.read_lock(settings).digest)
 
 
 def inventory(settings: Settings, client: RegistryClient, graph: Graph) -> dict[str, list[str]]:

@@ -6,6 +6,7 @@ from moka_images.adapters import docker_config, ecr
 from moka_images.adapters.registry import RegistryClient
 from moka_images.config.settings import Settings
 from moka_images.models import Environment
+from moka_images.stages import repositories
 
 _tokens: dict[tuple[str, str, Environment], ecr.RegistryCredentials] = {}
 
@@ -14,7 +15,8 @@ def credentials(settings: Settings, environment: Environment) -> ecr.RegistryCre
     """ECR token credentials of an environment, fetched once per process and again when about to expire."""
     key = (settings.profile, settings.env(environment).account, environment)
     if key not in _tokens or _tokens[key].expiring():
-        _tokens[key] = ecr.registry_credentials(settings, settings.env(environment))
+        _tokens[key] = ecr.registry_credentials(repositories.aws_access(settings, environment),
+                                                       settings.env(environment).account)
     return _tokens[key]
 
 

@@ -25,7 +25,7 @@ from moka_images.findings import ScanReport
 from moka_images.models import Digest, Environment, ImageRef
 from moka_images.plan.graph import BuildTag
 from moka_images.plan.verdict import Verdict
-from moka_images.stages import registries
+from moka_images.stages import registries, repositories
 from moka_images.stages.verify import scan
 
 _MINOR_RE = re.compile(r"^\d+\.\d+$")
@@ -88,15 +88,13 @@ def new_findings(now: Sequence[ScanReport], before: Sequence[ScanReport | None])
     return tuple(sorted(set().union(*(finding_keys(r) for r in now)) - seen))
 
 
-def repositories(settings: Settings, environment: Environment, client: RegistryClient) -> list[str]:
+def repository_names(settings: Settings, environment: Environment, client: RegistryClient) -> list[str]:
     """The environment's repositories under the prefix: the registry's catalog locally, ECR's list otherwise."""
     cfg = settings.env(environment)
     if is_local(cfg.registry):
         names = client.catalog()
     else:
-        pages = ecr.client(settings, "ecr", cfg).get_paginator("describe_repositories").paginate(
-            registryId=cfg.account)
-        names = [r["repositoryName"] for page in pages for r in page["repositories"]]
+        names = ecr.list_repositories(repositories.aws_access(settings, environment), cfg.account)
     prefix = f"{settings.repository_prefix}/" if settings.repository_prefix else ""
     return sorted(n for n in names if n.startswith(prefix))
 
@@ -118,7 +116,7 @@ def rescan(settings: Settings, environment: Environment, today: date | None = No
     registry = settings.env(environment).registry
     prefix = f"{settings.repository_prefix}/" if settings.repository_prefix else ""
     out = []
-    for repository in repositories(settings, environment, client):
+    for repository in repository_names(settings, environment, client):
         name = repository.removeprefix(prefix)
         for digest, tags in served(client, repository).items():
             ref = ImageRef(registry, repository, digest=digest)

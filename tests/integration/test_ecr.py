@@ -28,6 +28,7 @@ from moka_images.models import Environment
 from moka_images.plan import lifecycle
 from moka_images.plan.graph import BuildTag
 from moka_images.plan.tags import IMMUTABLE_FILTERS, MUTABILITY
+from moka_images.stages import repositories
 
 pytestmark = pytest.mark.integration
 
@@ -81,34 +82,34 @@ def repo(name: str) -> str:
 
 def test_a_repository_is_made_once_in_its_own_account_as_configured(esettings: Settings) -> None:
     name = repo("made")
-    assert ecr.describe(esettings, TEST, name) is None
+    assert repositories.describe(esettings, TEST, name) is None
 
-    assert ecr.ensure_repository(esettings, TEST, name) == ["created", "lifecycle policy"]
-    assert ecr.ensure_repository(esettings, TEST, name) == []
+    assert repositories.ensure_repository(esettings, TEST, name) == ["created", "lifecycle policy"]
+    assert repositories.ensure_repository(esettings, TEST, name) == []
 
-    state = ecr.describe(esettings, TEST, name)
+    state = repositories.describe(esettings, TEST, name)
     assert state is not None
     assert (state.mutability, state.exclusions) == (MUTABILITY, IMMUTABLE_FILTERS)
     assert state.scan_on_push and state.encryption == "KMS" and state.kms_key
     assert state.uri.startswith(f"{esettings.env(TEST).account}.dkr.ecr.")
-    assert state.lifecycle == ecr.desired_policy(esettings, ())
-    assert ecr.describe(esettings, DEV, name) is None  # another account does not see it
+    assert state.lifecycle == repositories.desired_policy(esettings, ())
+    assert repositories.describe(esettings, DEV, name) is None  # another account does not see it
 
 
 def test_drift_is_repaired(esettings: Settings) -> None:
     name = repo("drift")
-    ecr.ensure_repository(esettings, TEST, name)
+    repositories.ensure_repository(esettings, TEST, name)
     cfg = esettings.env(TEST)
-    client = ecr.client(esettings, "ecr", cfg)
+    client = ecr.client(repositories.aws_access(esettings, TEST), "ecr")
     client.put_image_tag_mutability(registryId=cfg.account, repositoryName=name, imageTagMutability="MUTABLE")
     client.put_image_scanning_configuration(registryId=cfg.account, repositoryName=name,
                                             imageScanningConfiguration={"scanOnPush": False})
     client.delete_lifecycle_policy(registryId=cfg.account, repositoryName=name)
 
-    changes = ecr.ensure_repository(esettings, TEST, name)
+    changes = repositories.ensure_repository(esettings, TEST, name)
 
     assert [c.split(" ")[0] for c in changes] == ["tag", "scan", "lifecycle"]
-    state = ecr.describe(esettings, TEST, name)
+    state = repositories.describe(esettings, TEST, name)
     assert state is not None and state.mutability == MUTABILITY
     assert state.scan_on_push and state.lifecycle_present
 
@@ -116,8 +117,8 @@ def test_drift_is_repaired(esettings: Settings) -> None:
 def test_a_configured_kms_key_is_used(esettings: Settings) -> None:
     key = f"arn:aws:kms:{esettings.ecr.region}:{esettings.env(TEST).account}:key/{uuid.uuid4()}"
     keyed = esettings.model_copy(update={"ecr": esettings.ecr.model_copy(update={"kms_key": key})})
-    ecr.ensure_repository(keyed, TEST, repo("kms"))
-    state = ecr.describe(keyed, TEST, repo("kms"))
+    repositories.ensure_repository(keyed, TEST, repo("kms"))
+    state = repositories.describe(keyed, TEST, repo("kms"))
     assert state is not None and (state.encryption, state.kms_key) == ("KMS", key)
 
 
@@ -132,9 +133,9 @@ def test_rolling_prerelease_tags_the_registry_holds_are_protected(esettings: Set
                           "size": 2}}
         client.put_manifest(name, tag, json.dumps(doc).encode(), OCI_MANIFEST)
 
-    ecr.ensure_repository(esettings, TEST, name)
+    repositories.ensure_repository(esettings, TEST, name)
 
-    state = ecr.describe(esettings, TEST, name)
+    state = repositories.describe(esettings, TEST, name)
     assert state is not None and state.lifecycle is not None
     keep = [r["selection"]["tagPatternList"] for r in state.lifecycle["rules"]
             if r["selection"].get("countNumber") == lifecycle.NEVER]
@@ -142,7 +143,7 @@ def test_rolling_prerelease_tags_the_registry_holds_are_protected(esettings: Set
 
 
 def test_tokens_from_moto_never_count_as_expiring_and_real_ones_refresh_in_time(esettings: Settings) -> None:
-    creds = ecr.registry_credentials(esettings, esettings.env(TEST))
+    creds = ecr.registry_credentials(repositories.aws_access(esettings, TEST), esettings.env(TEST).account)
     assert creds.username == "AWS" and creds.password and creds.expires_at is None  # moto says 2015-01-01
     assert not creds.expiring()
     now = datetime.now(UTC)

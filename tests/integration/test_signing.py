@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from moka_images.adapters import buildx, cosign, ecr, run
+from moka_images.config import os_base
 from moka_images.config.settings import Settings
-from moka_images.devstack import osbase
 from moka_images.models import ALL_PLATFORMS, Environment, ImageRef
-from moka_images.stages import keys, registries
+from moka_images.stages import keys, registries, repositories
 from moka_images.stages.images import resolve
 from moka_images.stages.verify import attestations, signing
 
@@ -56,7 +56,7 @@ def built(signed_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
     """The product's build path: one build per platform, merged into an index; the OS base plus a run file."""
     settings = signed_settings
     ctx = tmp_path_factory.mktemp("itest-sign")
-    base = osbase.read_lock(settings)
+    base = os_base.read_lock(settings)
     (ctx / "Dockerfile").write_text(
         f"FROM {settings.mirror}/{settings.os_base.repository}@{base.digest}\nCOPY run.txt /etc/moka-itest-run\n")
     (ctx / "run.txt").write_text(RUN + "\n")
@@ -216,7 +216,7 @@ def test_cosign_awskms_provider_reaches_the_local_kms(signed_settings: Settings)
     """The production key form (`awskms:///alias/...`) with our endpoint and role settings fetches the public key
     from moto's KMS. (Signing against moto is not tested: moto signs DIGEST messages as raw ones.)"""
     settings = signed_settings
-    kms = ecr.client(settings, "kms", settings.env(TEST))
+    kms = ecr.client(repositories.aws_access(settings, TEST), "kms")
     key_id = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256",
                             Description=f"moka itest-sign {RUN}")["KeyMetadata"]["KeyId"]
     alias = f"alias/itest-sign-{RUN}"

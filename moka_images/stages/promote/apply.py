@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from moka_images import log, metrics
-from moka_images.adapters import ecr
+from moka_images.adapters import host
 from moka_images.adapters.copy import CopyStats, TagSet, copy_image, set_tags
 from moka_images.config.settings import Settings
 from moka_images.models import Environment, ImageRef
@@ -21,7 +19,7 @@ from moka_images.plan.promotion import (
     Outcome,
     record,
 )
-from moka_images.stages import history, registries
+from moka_images.stages import history, registries, repositories
 from moka_images.stages.promote.inventory import read_inventory
 from moka_images.stages.promote.prepare import Prepared, prepare, redecide, refusal
 from moka_images.stages.verify import attestations, signing
@@ -47,7 +45,7 @@ def identity() -> str:
     if os.environ.get("GITHUB_ACTOR"):
         run = os.environ.get("GITHUB_RUN_ID")
         return f"github:{os.environ['GITHUB_ACTOR']}" + (f" (run {run})" if run else "")
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+    return host.user_at_host()
 
 
 # ---- reading registries ------------------------------------------------------------------------
@@ -85,7 +83,7 @@ def carry_out(settings: Settings, prepared: Prepared, *, by: str | None = None,
             log.info(f"{source.name} {source.candidate.build} is already in {target}: nothing to do")
             return Done(decision, (), None, None)
         # The lifecycle policy must keep what the rolling tags will point at, the ones about to move included.
-        ecr.ensure_repository(settings, target, source.repository,
+        repositories.ensure_repository(settings, target, source.repository,
                               lifecycle.protected_tags([*inventory.tags, *decision.edge.tags]))
         dst_ref = ImageRef(settings.env(target).registry, source.repository, digest=edge.digest)
         stats = None

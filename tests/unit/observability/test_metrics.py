@@ -10,7 +10,7 @@ import pytest
 from observability_support import parse_exposition as parse
 
 from moka_images import cli, log, metrics
-from moka_images.devstack import osbase
+from moka_images.config import os_base
 from moka_images.models import Digest
 from moka_images.stages import registries
 
@@ -151,7 +151,7 @@ def test_the_cli_writes_the_metrics_file(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     monkeypatch.setenv("MOKA_ROOT", str(ROOT))
     monkeypatch.setenv("MOKA_HOME", str(tmp_path))
-    monkeypatch.setattr(osbase, "read_lock", lambda s: osbase.OsBaseLock("m/debian:x", "sha256:" + "a" * 64, {}))
+    monkeypatch.setattr(os_base, "read_lock", lambda s: os_base.OsBaseLock("m/debian:x", "sha256:" + "a" * 64, {}))
     monkeypatch.setattr(registries, "client", lambda settings, env: Empty())
     out = tmp_path / "out" / "moka.prom"
     monkeypatch.setenv("MOKA_METRICS_FILE", str(tmp_path / "ignored.prom"))  # the flag wins

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from moka_images import cli
+from moka_images.config import os_base
 from moka_images.config.manifests import load_declarations
 from moka_images.config.settings import load_settings
-from moka_images.devstack import osbase
 from moka_images.models import Digest
 from moka_images.plan.graph import BuildTag
 from moka_images.stages import planning, registries
@@ -39,7 +39,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, dict[str
     monkeypatch.setenv("MOKA_ROOT", str(ROOT))
     monkeypatch.setenv("MOKA_HOME", str(tmp_path))
     monkeypatch.delenv("MOKA_REPOSITORY_PREFIX", raising=False)
-    monkeypatch.setattr(osbase, "read_lock", lambda settings: osbase.OsBaseLock("mirror/debian:bookworm", OS.value, {}))
+    monkeypatch.setattr(os_base, "read_lock", lambda settings: os_base.OsBaseLock("mirror/debian:bookworm", OS.value, {}))
     tags: dict[str, dict[str, Digest]] = {}
     monkeypatch.setattr(registries, "client", lambda settings, env: FakeRegistry(tags))
     return tags
