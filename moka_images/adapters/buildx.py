@@ -8,7 +8,6 @@ from the digests with `imagetools create`.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -79,20 +78,6 @@ def build_platform(
     if not digest:
         raise ServiceError(f"buildx reported no digest for {target} ({platform})")
     return Digest(digest)
-
-
-def merge_index(target: ImageRef, sources: list[ImageRef]) -> Digest:
-    """Make one multi-platform index from per-platform digests and push it under `target`'s tag.
-
-    The docker driver's per-platform manifests are Docker media types, so the index is a Docker manifest list,
-    which has no annotations: the OCI labels in each platform's config carry the provenance instead.
-    """
-    argv = ["docker", "buildx", "imagetools", "create", "-t", str(target), *[str(s) for s in sources]]
-    done = run.call(argv)
-    match = re.search(r"pushing (sha256:[0-9a-f]{64}) to", done.stderr + done.stdout)
-    if not match:
-        raise ServiceError(f"imagetools did not say which digest it pushed for {target}")
-    return Digest(match.group(1))
 
 
 def log_line(prefix: str) -> Callable[[str], None]:

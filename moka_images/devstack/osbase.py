@@ -16,7 +16,7 @@ from moka_images.adapters import buildx, host, run
 from moka_images.config.os_base import OsBaseLock, lock_path, read_lock
 from moka_images.config.settings import Settings
 from moka_images.models import Digest, ImageRef, Platform
-from moka_images.stages import registries
+from moka_images.stages import images, registries
 
 _DOCKERFILE = """FROM scratch
 ADD rootfs.tar /
@@ -44,8 +44,7 @@ def seed(settings: Settings) -> OsBaseLock:
             target = ImageRef(settings.mirror, repo, f"{tag}-{platform.arch}")
             with log.step(f"push OS base {platform}"):
                 per_arch[platform] = buildx.build_platform(context, platform, target)
-    sources = [ImageRef(settings.mirror, repo, digest=d) for d in per_arch.values()]
-    index = buildx.merge_index(ImageRef(settings.mirror, repo, tag), sources)
+    index = images.write_index(mirror, repo, tag, [per_arch[p] for p in sorted(per_arch)])
     lock = OsBaseLock(f"{settings.mirror}/{repo}:{tag}", str(index), {str(p): str(d) for p, d in per_arch.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = path.with_suffix(".tmp")

@@ -207,6 +207,27 @@ def _outcome(gates: Sequence[GateResult], moves: Sequence[TagMove], candidate: C
     return Outcome.COPY
 
 
+def rolling_moves(candidate: Candidate, inventory: Inventory, *,
+                  own_version_follows: bool = False) -> tuple[list[TagMove], list[str]]:
+    """The rolling tags of the candidate's version that move to it, and why the others stay.
+
+    Forward only: a tag that points at a newer build stays. With `own_version_follows` (the test registry,
+    where the declarations are the authority) the `{version}` tag names the candidate whatever it pointed at.
+    """
+    moves: list[TagMove] = []
+    kept: list[str] = []
+    for tag in rolling_tags(candidate.build.version):
+        current = inventory.tags.get(tag)
+        if current == candidate.digest:
+            continue
+        follows = own_version_follows and tag == candidate.build.version
+        if current is not None and not follows and _newer(candidate, inventory, current) is False:
+            kept.append(f"{tag} stays at {_describe(inventory, current)}, newer than {candidate.build.version}")
+            continue
+        moves.append(TagMove(tag, current, candidate.digest))
+    return moves, kept
+
+
 def decide(candidate: Candidate, src: Environment, dst: Environment, inventory: Inventory,
            gates: Sequence[GateResult], *, approval_required: bool, approved_by: str | None) -> Decision:
     """Promote `candidate` from `src` into `dst`, whose repository holds `inventory`.
@@ -217,17 +238,10 @@ def decide(candidate: Candidate, src: Environment, dst: Environment, inventory: 
     """
     digest, build = candidate.digest, str(candidate.build)
     moves: list[TagMove] = []
-    kept: list[str] = []
     if inventory.tags.get(build) != digest:
         moves.append(TagMove(build, inventory.tags.get(build), digest))
-    for tag in rolling_tags(candidate.build.version):
-        current = inventory.tags.get(tag)
-        if current == digest:
-            continue
-        if current is not None and _newer(candidate, inventory, current) is False:
-            kept.append(f"{tag} stays at {_describe(inventory, current)}, newer than {candidate.build.version}")
-            continue
-        moves.append(TagMove(tag, current, digest))
+    rolling, kept = rolling_moves(candidate, inventory)
+    moves += rolling
     all_gates = (stage_gate(src, dst), *gates, semver_gate(candidate, dst, inventory, moves),
                  approval_gate(dst, approval_required, approved_by))
     edge = Edge(candidate.image, src, dst, digest, tuple(m.tag for m in moves))

@@ -26,7 +26,12 @@ very same rule through `tag_is_mutable`, so a push that real ECR would refuse is
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from functools import cache
+
+import semver
+
+from moka_images.plan.graph import BuildTag
 
 MUTABILITY = "MUTABLE_WITH_EXCLUSION"
 IMMUTABLE_FILTERS: tuple[str, ...] = ("*-*-*",)  # tags matching any of these can never move
@@ -68,3 +73,31 @@ def is_cosign_tag(tag: str) -> bool:
 def is_pointer(tag: str) -> bool:
     """A tag that moves on purpose (a rolling tag): mutable and not cosign's."""
     return tag_is_mutable(tag) and not is_cosign_tag(tag)
+
+
+class TagKind(StrEnum):
+    """What a tag names. The one taxonomy: promotion, rescan, status and the lifecycle rules all ask it."""
+
+    BUILD = "build"  # `{version}-{own10}-{base10}`: one build, immutable
+    PLATFORM_BUILD = "platform build"  # `{build tag}-{arch}`: one platform of a build, pushed before the index
+    ROLLING = "rolling"  # `latest`, `X.Y.Z[-pre]`, `X.Y`: what an environment serves; moved on purpose
+    COSIGN = "cosign"  # `sha256-<hex>.sig|.att|.sbom`: signatures and attestations
+    OTHER = "other"  # no shape this program writes
+
+
+_MINOR_RE = re.compile(r"^\d+\.\d+$")
+_ARCH_RE = re.compile(r"^[a-z0-9]+$")
+
+
+def kind_of(tag: str) -> TagKind:
+    """Which kind of tag `tag` is (build tags are valid semver too: they are told apart first)."""
+    if is_cosign_tag(tag):
+        return TagKind.COSIGN
+    if BuildTag.parse(tag) is not None:
+        return TagKind.BUILD
+    build, _, arch = tag.rpartition("-")
+    if _ARCH_RE.match(arch) and BuildTag.parse(build) is not None:
+        return TagKind.PLATFORM_BUILD
+    if tag == "latest" or semver.Version.is_valid(tag) or _MINOR_RE.match(tag):
+        return TagKind.ROLLING
+    return TagKind.OTHER

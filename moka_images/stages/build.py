@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import semver
-
 from moka_images import log, metrics
 from moka_images.adapters import buildx, git, wheelhouse
 from moka_images.adapters.registry import RegistryClient
@@ -20,9 +18,11 @@ from moka_images.config.manifests import BaseImage, TeamImage, load_declarations
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError, PlanRefused
 from moka_images.models import Digest, Environment, ImageRef, Platform
-from moka_images.plan.graph import Action, BuildTag, Decision, Plan, rolling_tags
+from moka_images.plan.graph import Action, BuildTag, Decision, Plan
+from moka_images.plan.promotion import Candidate, rolling_moves
 from moka_images.recipes import team as team_recipe
-from moka_images.stages import registries, repositories
+from moka_images.stages import images, registries, repositories
+from moka_images.stages.images import created_at, read_inventory
 from moka_images.stages.planning import compute_plan
 
 SOURCE_URL = "https://github.com/moka-images/moka-images"
@@ -106,7 +106,7 @@ def build_platform(settings: Settings, platform: Platform, *, images: Sequence[s
     registries.login_tools(settings, Environment.TEST)
     revision = git.head_revision(settings.root)
     ready = [d for d in plan.by_action(Action.BUILD) if not d.pending
-             and platform in _platforms(settings, declarations.get(d.image))]
+             and platform in _declared_platforms(settings, declarations.get(d.image))]
 
     def one(decision: Decision) -> ArchBuild:
         assert decision.tag
@@ -136,7 +136,7 @@ def merge(settings: Settings, *, images: Sequence[str] = (), since_rev: str | No
     registries.login_tools(settings, Environment.TEST)
     ready = [d for d in plan.by_action(Action.BUILD) if not d.pending]
     found = {d.image: {p: client.head_manifest(settings.repository(d.image), f"{d.tag}-{p.arch}")
-                       for p in _platforms(settings, declarations.get(d.image))} for d in ready}
+                       for p in _declared_platforms(settings, declarations.get(d.image))} for d in ready}
     missing = [f"{name} {p}" for name, arches in found.items() for p, digest in arches.items() if digest is None]
     if missing:
         raise PlanRefused(f"not built yet: {', '.join(missing)}",
@@ -170,7 +170,7 @@ def _with_skipped(settings: Settings, client: RegistryClient, plan: Plan,
             repo = settings.repository(d.image)
             manifest = client.get_manifest(repo, d.tag)
             # Test's rolling tags name the current declarations' build, even when another build moved them.
-            moved = _move_rolling_tags(client, repo, d.version, manifest.digest)
+            moved = _move_rolling_tags(client, repo, d.image, d.tag, manifest.digest)
             if moved:
                 log.info(f"{d.image}: {', '.join(moved)} pointed at another build; moved back to {d.tag}")
             results[d.image] = BuiltImage(d.image, d.version, d.tag, manifest.digest, manifest.platforms(),
@@ -184,7 +184,7 @@ def _with_skipped(settings: Settings, client: RegistryClient, plan: Plan,
     return out
 
 
-def _platforms(settings: Settings, image: BaseImage | TeamImage) -> list[Platform]:
+def _declared_platforms(settings: Settings, image: BaseImage | TeamImage) -> list[Platform]:
     return [p for p in settings.platform_list() if isinstance(image, BaseImage) or p in image.platforms]
 
 
@@ -212,7 +212,7 @@ def _build_one(settings: Settings, client: RegistryClient, image: BaseImage | Te
         repo = settings.repository(image.name)
         # A per-arch tag is immutable and content-derived: one left by an interrupted build is this build.
         per_arch = {p: client.head_manifest(repo, f"{decision.tag}-{p.arch}")
-                    or _build_arch(settings, image, decision, p, labels) for p in _platforms(settings, image)}
+                    or _build_arch(settings, image, decision, p, labels) for p in _declared_platforms(settings, image)}
         index = _merge(settings, client, image, decision.tag, per_arch)
     return BuiltImage(image.name, image.version, decision.tag, index, per_arch, Action.BUILD)
 
@@ -240,10 +240,9 @@ def _build_arch(settings: Settings, image: BaseImage | TeamImage, decision: Deci
 def _merge(settings: Settings, client: RegistryClient, image: BaseImage | TeamImage, tag: str,
            per_arch: dict[Platform, Digest]) -> Digest:
     """The index of the per-arch manifests (in platform order, so every merge of them is the same), tagged."""
-    registry, repo = settings.env(Environment.TEST).registry, settings.repository(image.name)
-    index = buildx.merge_index(ImageRef(registry, repo, tag),
-                               [ImageRef(registry, repo, digest=per_arch[p]) for p in sorted(per_arch)])
-    _move_rolling_tags(client, repo, image.version, index)
+    repo = settings.repository(image.name)
+    index = images.write_index(client, repo, tag, [per_arch[p] for p in sorted(per_arch)])
+    _move_rolling_tags(client, repo, image.name, tag, index)
     return index
 
 
@@ -275,20 +274,17 @@ def _prepare_context(settings: Settings, image: BaseImage | TeamImage, platform:
     return dockerfile
 
 
-def _move_rolling_tags(client: RegistryClient, repo: str, version: str, index: Digest) -> list[str]:
-    """In test, point `{version}` at the build; `{major}.{minor}` and `latest` only if it is the newest.
+def _move_rolling_tags(client: RegistryClient, repo: str, name: str, tag: str, index: Digest) -> list[str]:
+    """In test, point `{version}` at the build, and `{major}.{minor}` and `latest` forward only.
 
     Returns the tags that moved.
     """
-    built = [b for b in (BuildTag.parse(t) for t in client.list_tags(repo)) if b]
-    newest = max((semver.Version.parse(b.version) for b in built), default=None)
-    tags = rolling_tags(version)
-    if newest is not None and semver.Version.parse(version) < newest:
-        tags = [version]
-    moving = [tag for tag in tags if client.head_manifest(repo, tag) != index]
-    if moving:
-        manifest = client.get_manifest(repo, str(index))
-        for tag in moving:
-            client.put_manifest(repo, tag, manifest.raw, manifest.media_type)
-    return moving
+    build = BuildTag.parse(tag)
+    assert build is not None
+    manifest = client.get_manifest(repo, str(index))
+    candidate = Candidate(name, index, build, created_at(manifest))
+    moves, _ = rolling_moves(candidate, read_inventory(client, repo), own_version_follows=True)
+    for move in moves:
+        client.put_manifest(repo, move.tag, manifest.raw, manifest.media_type)
+    return [m.tag for m in moves]
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from moka_images.adapters.registry import RegistryClient
+from moka_images.adapters.registry import Manifest, RegistryClient
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
-from moka_images.models import Digest, Environment, ImageRef, is_valid_repository, is_valid_tag
+from moka_images.models import Digest, Environment, ImageRef, Platform, is_valid_repository, is_valid_tag
+from moka_images.plan.graph import BuildTag
+from moka_images.plan.promotion import Inventory
+from moka_images.plan.tags import TagKind, kind_of
 from moka_images.stages import registries
 
 DEFAULT_TAG = "latest"
@@ -56,3 +61,65 @@ def resolve(settings: Settings, environment: Environment, spec: str,
         raise ConfigError(f"{spec} is not in {environment} ({where})", hint)
     ref = ImageRef(settings.env(environment).registry, repository, None, found)
     return ResolvedImage(ref, name, tag)
+
+
+def platforms_of(client: RegistryClient, repository: str, manifest: Manifest) -> dict[Platform, Digest]:
+    """The platforms of an image: an index's entries, or a single manifest's own (read from its config)."""
+    if manifest.is_index:
+        return manifest.platforms()
+    config = json.loads(client.get_blob(repository, manifest.blobs()[0]))
+    return {Platform.parse(f"{config.get('os')}/{config.get('architecture')}"): manifest.digest}
+
+
+def index_platforms(client: RegistryClient, ref: ImageRef) -> tuple[ImageRef, dict[Platform, Digest]]:
+    """The ref pinned to its digest, and the per-platform digests of its index (or of its one manifest)."""
+    manifest = client.get_manifest(ref.repository, str(ref.digest or ref.tag or "latest"))
+    return ref.with_digest(manifest.digest), platforms_of(client, ref.repository, manifest)
+
+
+CREATED = "org.opencontainers.image.created"
+
+
+def _tracked(tag: str) -> bool:
+    """Tags promotion reads and moves: build tags and rolling tags (not cosign's, not per-platform build tags)."""
+    return kind_of(tag) in (TagKind.BUILD, TagKind.ROLLING)
+
+
+def created_at(manifest: Manifest) -> str | None:
+    return (manifest.json.get("annotations") or {}).get(CREATED)
+
+
+def read_inventory(client: RegistryClient, repository: str) -> Inventory:
+    """Build and rolling tags of a repository and where they point, with the build times of rolled digests."""
+    tags: dict[str, Digest] = {}
+    for tag in client.list_tags(repository):
+        if _tracked(tag) and (digest := client.head_manifest(repository, tag)) is not None:
+            tags[tag] = digest
+    rolled = {d for t, d in tags.items() if BuildTag.parse(t) is None}
+    created = {d: c for d in rolled if (c := created_at(client.get_manifest(repository, str(d))))}
+    return Inventory(tags, created)
+
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def write_index(client: RegistryClient, repository: str, tag: str, children: Sequence[Digest]) -> Digest:
+    """One multi-platform index over single-platform manifests already in `repository`, pushed under `tag`.
+
+    Entries go in platform order, so every index of the same children is the same bytes. Docker children (what
+    the engine's docker driver pushes) get a Docker manifest list, which has no annotations: the OCI labels in
+    each platform's config carry the provenance instead; OCI children get an OCI index.
+    """
+    entries = []
+    for digest in children:
+        manifest = client.get_manifest(repository, str(digest))
+        (platform, _), = platforms_of(client, repository, manifest).items()
+        entries.append((platform, {"mediaType": manifest.media_type, "size": len(manifest.raw),
+                                   "digest": str(digest),
+                                   "platform": {"architecture": platform.arch, "os": platform.os}}))
+    docker = all(e["mediaType"] == DOCKER_MANIFEST for _, e in entries)
+    media_type = DOCKER_LIST if docker else OCI_INDEX
+    doc = {"schemaVersion": 2, "mediaType": media_type, "manifests": [e for _, e in sorted(entries)]}
+    return client.put_manifest(repository, tag, json.dumps(doc, indent=2).encode(), media_type)

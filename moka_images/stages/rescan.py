@@ -9,13 +9,10 @@ cache) did not have it. The exit code is the gate's (7) when anything served is 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
-
-import semver
 
 from moka_images import log
 from moka_images.adapters import ecr
@@ -23,12 +20,10 @@ from moka_images.adapters.registry import RegistryClient, is_local
 from moka_images.config.settings import Settings
 from moka_images.findings import ScanReport
 from moka_images.models import Digest, Environment, ImageRef
-from moka_images.plan.graph import BuildTag
+from moka_images.plan.tags import TagKind, kind_of
 from moka_images.plan.verdict import Verdict
 from moka_images.stages import registries, repositories
 from moka_images.stages.verify import scan
-
-_MINOR_RE = re.compile(r"^\d+\.\d+$")
 
 
 @dataclass(frozen=True)
@@ -64,16 +59,6 @@ class Rescan:
                 "new": list(self.new) if self.new is not None else None}
 
 
-def is_rolling(tag: str) -> bool:
-    """`latest`, `X.Y.Z[-pre]` or `X.Y`: the tags promotion moves, which name what an environment serves.
-
-    Build tags (`{version}-{own}-{base}`) and per-arch build tags are valid semver too, but name builds.
-    """
-    if BuildTag.parse(tag) is not None or BuildTag.parse(tag.rsplit("-", 1)[0]) is not None:
-        return False
-    return tag == "latest" or semver.Version.is_valid(tag) or bool(_MINOR_RE.match(tag))
-
-
 def finding_keys(report: ScanReport) -> set[str]:
     """Identities of a report's findings, comparable between scans of one platform with different DBs."""
     return ({f"{v.id} {v.package} ({report.platform})" for v in report.vulnerabilities}
@@ -103,7 +88,7 @@ def served(client: RegistryClient, repository: str) -> dict[Digest, tuple[str, .
     """Each digest a rolling tag of `repository` points at, with those tags."""
     out: dict[Digest, list[str]] = {}
     for tag in sorted(client.list_tags(repository)):
-        if is_rolling(tag) and (digest := client.head_manifest(repository, tag)) is not None:
+        if kind_of(tag) is TagKind.ROLLING and (digest := client.head_manifest(repository, tag)) is not None:
             out.setdefault(digest, []).append(tag)
     return {d: tuple(tags) for d, tags in out.items()}
 

@@ -15,6 +15,7 @@ from moka_images.config.manifests import load_declarations
 from moka_images.config.settings import Settings
 from moka_images.models import Digest, Environment, ImageRef
 from moka_images.plan.promotion import Inventory
+from moka_images.plan.tags import TagKind, kind_of
 from moka_images.stages import registries
 from moka_images.stages.promote.inventory import read_inventory
 from moka_images.stages.verify import signing
@@ -62,7 +63,7 @@ def current(inventory: Inventory) -> tuple[Digest, str | None, str | None] | Non
     """What an environment serves: `latest`, else the highest version tag; with its version and build tag."""
     digest = inventory.tags.get("latest")
     if digest is None:
-        versions = [t for t in inventory.tags if semver.Version.is_valid(t)]
+        versions = [t for t in inventory.tags if kind_of(t) is TagKind.ROLLING and semver.Version.is_valid(t)]
         if not versions:
             return None
         digest = inventory.tags[max(versions, key=semver.Version.parse)]

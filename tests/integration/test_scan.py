@@ -28,7 +28,7 @@ from moka_images.errors import MokaError
 from moka_images.findings import Severity
 from moka_images.models import Environment, ImageRef
 from moka_images.plan.verdict import judge
-from moka_images.stages import registries
+from moka_images.stages import images, registries
 from moka_images.stages.verify import dbmirror, scan
 from moka_images.trivydb import builder
 from moka_images.trivydb.advisories import AdvisoryFile, load_advisories
@@ -80,7 +80,7 @@ def _build(settings: Settings, name: str, dockerfile: str, files: dict[str, str]
             (tmp / rel).write_text(text)
         per_arch = [ImageRef(registry, repo, digest=buildx.build_platform(
             tmp, platform, ImageRef(registry, repo, f"{tag}-{platform.arch}"))) for platform in settings.platform_list()]
-        found = buildx.merge_index(ImageRef(registry, repo, tag), per_arch)
+        found = images.write_index(client, repo, tag, [ref.digest for ref in per_arch])
     return ImageRef(registry, repo, tag, found)
 
 

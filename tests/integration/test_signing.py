@@ -24,7 +24,7 @@ from moka_images.adapters import buildx, cosign, ecr, run
 from moka_images.config import os_base
 from moka_images.config.settings import Settings
 from moka_images.models import ALL_PLATFORMS, Environment, ImageRef
-from moka_images.stages import keys, registries, repositories
+from moka_images.stages import images, keys, registries, repositories
 from moka_images.stages.images import resolve
 from moka_images.stages.verify import attestations, signing
 
@@ -63,7 +63,8 @@ def built(signed_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
     registry, repo = settings.env(TEST).registry, settings.repository(IMAGE)
     per_arch = [ImageRef(registry, repo, digest=buildx.build_platform(
         ctx, p, ImageRef(registry, repo, f"{RUN}-{p.arch}"))) for p in ALL_PLATFORMS]
-    return ImageRef(registry, repo, RUN, buildx.merge_index(ImageRef(registry, repo, RUN), per_arch))
+    index = images.write_index(registries.client(settings, TEST), repo, RUN, [ref.digest for ref in per_arch])
+    return ImageRef(registry, repo, RUN, index)
 
 
 @pytest.fixture

@@ -26,9 +26,10 @@ from moka_images.smoke.results import Status, job_results
 from moka_images.smoke.suite import BUILTIN_JOBS, JAR_NAME, JobKind, JobSpec, payload_files, plan_apps
 from moka_images.stages import registries
 from moka_images.stages.build import BuiltImage
+from moka_images.stages.images import index_platforms
 from moka_images.stages.verify import attestations
 from moka_images.stages.verify.attestations import Kind
-from moka_images.stages.verify.smoke import index_platforms, smoke
+from moka_images.stages.verify.smoke import smoke
 
 pytestmark = pytest.mark.integration
 

@@ -12,18 +12,16 @@ from typing import Any
 
 import semver
 
-from moka_images.adapters.registry import Manifest, RegistryClient
+from moka_images.adapters.registry import RegistryClient
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
-from moka_images.models import Digest, Environment, ImageRef, Platform
+from moka_images.models import Digest, Environment, ImageRef
 from moka_images.plan.graph import BuildTag
 from moka_images.plan.promotion import (
     Candidate,
     Inventory,
 )
-from moka_images.stages.images import resolve
-
-CREATED = "org.opencontainers.image.created"
+from moka_images.stages.images import created_at, platforms_of, read_inventory, resolve
 
 
 @dataclass(frozen=True)
@@ -40,39 +38,6 @@ class Source:
     def repository(self) -> str:
         """Its repository (the same in every environment)."""
         return self.ref.repository
-
-
-def _tracked(tag: str) -> bool:
-    """Tags promotion reads and moves: build tags and rolling tags (not cosign's, not per-arch build tags)."""
-    build, _, arch = tag.rpartition("-")
-    if arch in ("amd64", "arm64") and BuildTag.parse(build) is not None:
-        return False  # the build's per-platform tag in test: never promoted
-    if BuildTag.parse(tag) is not None or tag == "latest" or semver.Version.is_valid(tag):
-        return True
-    major, _, minor = tag.partition(".")
-    return major.isdigit() and minor.isdigit()
-
-
-def _created(manifest: Manifest) -> str | None:
-    return (manifest.json.get("annotations") or {}).get(CREATED)
-
-
-def read_inventory(client: RegistryClient, repository: str) -> Inventory:
-    """Build and rolling tags of a repository and where they point, with the build times of rolled digests."""
-    tags: dict[str, Digest] = {}
-    for tag in client.list_tags(repository):
-        if _tracked(tag) and (digest := client.head_manifest(repository, tag)) is not None:
-            tags[tag] = digest
-    rolled = {d for t, d in tags.items() if BuildTag.parse(t) is None}
-    created = {d: c for d in rolled if (c := _created(client.get_manifest(repository, str(d))))}
-    return Inventory(tags, created)
-
-
-def _platforms(client: RegistryClient, repository: str, manifest: Manifest) -> tuple[str, ...]:
-    if manifest.is_index:
-        return tuple(sorted(str(p) for p in manifest.platforms()))
-    config = json.loads(client.get_blob(repository, manifest.blobs()[0]))
-    return (str(Platform.parse(f"{config.get('os')}/{config.get('architecture')}")),)
 
 
 def find_source(settings: Settings, env: Environment, spec: str, client: RegistryClient,
@@ -92,8 +57,8 @@ def find_source(settings: Settings, env: Environment, spec: str, client: Registr
                           "only images built by moka-images are promoted: they carry a {version}-{own}-{base} tag")
     build = asked or max(builds, key=lambda b: semver.Version.parse(b.version))
     manifest = client.get_manifest(repository, str(digest))
-    candidate = Candidate(resolved.name, digest, build, _created(manifest))
-    return Source(resolved.name, env, resolved.ref, candidate, _platforms(client, repository, manifest))
+    candidate = Candidate(resolved.name, digest, build, created_at(manifest))
+    return Source(resolved.name, env, resolved.ref, candidate, tuple(sorted(str(p) for p in platforms_of(client, repository, manifest))))
 
 
 def predicate_key(predicate_type: str, predicate: Mapping[str, Any]) -> str:

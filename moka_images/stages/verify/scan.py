@@ -27,6 +27,7 @@ from moka_images.findings import DbVersion, ScanReport
 from moka_images.models import Digest, Environment, ImageRef, Platform
 from moka_images.plan.verdict import Verdict, judge
 from moka_images.stages import registries
+from moka_images.stages.images import platforms_of
 from moka_images.stages.verify.dbmirror import ensure_databases, trivy_env
 
 SCAN_PREDICATE_TYPE = "https://moka-images.dev/attestations/scan/v1"
@@ -56,14 +57,6 @@ class ImageScan:
 def _cache_dir(settings: Settings, digest: Digest, db: DbVersion) -> Path:
     db_key = hashlib.sha256(db.key.encode()).hexdigest()[:16]
     return settings.home / "cache" / "scans" / digest.hex / db_key
-
-
-def _platforms(client: RegistryClient, ref: ImageRef) -> dict[Platform, Digest]:
-    manifest = client.get_manifest(ref.repository, str(ref.digest))
-    if manifest.is_index:
-        return manifest.platforms()
-    config = json.loads(client.get_blob(ref.repository, manifest.blobs()[0]))
-    return {Platform.parse(f"{config.get('os')}/{config.get('architecture')}"): manifest.digest}
 
 
 def scan_platform(settings: Settings, ref: ImageRef, platform: Platform,
@@ -112,7 +105,7 @@ def scan_image(settings: Settings, client: RegistryClient, ref: ImageRef, name: 
         raise ValueError("scan_image needs a digest; resolve tags first")
     db = ensure_databases(settings, mirror or registries.mirror(settings))
     reports, sboms, cached = [], [], []
-    for platform, digest in sorted(_platforms(client, ref).items()):
+    for platform, digest in sorted(platforms_of(client, ref.repository, client.get_manifest(ref.repository, str(ref.digest))).items()):
         report, sbom, hit = scan_platform(settings, ref.with_digest(digest), platform, db)
         reports.append(report)
         sboms.append((platform, sbom))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from moka_images.adapters.registry import RegistryClient
 from moka_images.config.manifests import TeamImage, load_declarations
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
-from moka_images.models import Digest, Environment, ImageRef, Platform
+from moka_images.models import Environment, ImageRef, Platform
 from moka_images.recipes import team as team_recipe
 from moka_images.smoke import jar
 from moka_images.smoke.docker_runner import DockerRunner
@@ -16,16 +14,7 @@ from moka_images.smoke.harness import run_suite
 from moka_images.smoke.results import SuiteResult
 from moka_images.smoke.suite import BUILTIN_JOBS, JobSpec, team_job
 from moka_images.stages import registries
-
-
-def index_platforms(client: RegistryClient, ref: ImageRef) -> tuple[ImageRef, dict[Platform, Digest]]:
-    """The ref pinned to its digest, and the per-platform digests of its index (or of its one manifest)."""
-    manifest = client.get_manifest(ref.repository, str(ref.digest or ref.tag or "latest"))
-    pinned = ref.with_digest(manifest.digest)
-    if manifest.is_index:
-        return pinned, manifest.platforms()
-    config = json.loads(client.get_blob(ref.repository, manifest.blobs()[0]))
-    return pinned, {Platform.parse(f"{config.get('os')}/{config.get('architecture')}"): manifest.digest}
+from moka_images.stages.images import index_platforms
 
 
 def _client_for(settings: Settings, environment: Environment, ref: ImageRef) -> RegistryClient:

@@ -1,12 +1,10 @@
-"""What `rescan` treats as served, and which findings it calls new. Pure parts only."""
+"""Which findings `rescan` calls new. Pure parts only (what it treats as served: `plan.tags.kind_of`)."""
 
 from __future__ import annotations
 
-import pytest
-
 from moka_images.findings import DbVersion, ScanReport, SecretFinding, Severity, VulnFinding
 from moka_images.models import Digest, Platform
-from moka_images.stages.rescan import finding_keys, is_rolling, new_findings
+from moka_images.stages.rescan import finding_keys, new_findings
 
 AMD, ARM = Platform("linux", "amd64"), Platform("linux", "arm64")
 D = Digest("sha256:" + "1" * 64)
@@ -16,15 +14,6 @@ DB = DbVersion("sha256:" + "2" * 64, "2026-11-01T00:00:00Z", "sha256:" + "3" * 6
 def _report(platform: Platform, *ids: str, secret: bool = False) -> ScanReport:
     secrets = (SecretFinding("aws-access-key-id", "AWS", Severity.CRITICAL, "/etc/creds", 2),) if secret else ()
     return ScanReport(platform, D, DB, tuple(VulnFinding(i, "jq", "1.6", None, Severity.HIGH) for i in ids), secrets)
-
-
-@pytest.mark.parametrize(("tag", "rolling"), [
-    ("latest", True), ("1.2.3", True), ("1.2", True), ("1.2.3-rc.1", True),
-    ("1.2.3-0123456789-abcdefabcd", False),  # build tags are valid semver too, but name builds
-    ("1.2.3-0123456789-abcdefabcd-arm64", False), ("sha256-" + "a" * 64 + ".sig", False), ("main", False),
-])
-def test_rolling_tags(tag: str, rolling: bool) -> None:
-    assert is_rolling(tag) is rolling
 
 
 def test_new_findings_are_those_the_last_scan_of_each_platform_did_not_have() -> None:

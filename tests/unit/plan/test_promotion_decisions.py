@@ -321,7 +321,7 @@ def test_status_notes_drift_and_pending_promotions() -> None:
 
 
 def test_promotion_reads_build_and_rolling_tags_only() -> None:
-    from moka_images.stages.promote.inventory import _tracked
+    from moka_images.stages.images import _tracked
 
     build_tag = "1.0.0-93498a42e2-cec838c54a"
     assert all(_tracked(t) for t in (build_tag, "1.0.0", "1.0", "latest", "1.1.0-rc.1"))

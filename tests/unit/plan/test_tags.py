@@ -13,9 +13,11 @@ from moka_images.plan.graph import BuildTag, rolling_tags
 from moka_images.plan.tags import (
     IMMUTABLE_FILTERS,
     MUTABILITY,
+    TagKind,
     exclusion_filters,
     is_cosign_tag,
     is_pointer,
+    kind_of,
     tag_is_mutable,
     wildcard_match,
 )
@@ -83,3 +85,16 @@ def test_exclusion_filters_are_what_ecr_takes() -> None:
         exclusion_filters(("a*",) * 6)
     with pytest.raises(ValueError, match="not an ECR wildcard filter"):
         exclusion_filters(("a?b",))
+
+
+@pytest.mark.parametrize(("tag", "kind"), [
+    ("latest", TagKind.ROLLING), ("1.2.3", TagKind.ROLLING), ("1.2", TagKind.ROLLING),
+    ("1.2.3-rc.1", TagKind.ROLLING),
+    ("1.2.3-0123456789-abcdefabcd", TagKind.BUILD),  # build tags are valid semver too, but name builds
+    ("1.2.3-0123456789-abcdefabcd-arm64", TagKind.PLATFORM_BUILD),
+    ("1.2.3-0123456789-abcdefabcd-amd64", TagKind.PLATFORM_BUILD),
+    ("sha256-" + "a" * 64 + ".sig", TagKind.COSIGN), ("sha256-" + "a" * 64 + ".att", TagKind.COSIGN),
+    ("main", TagKind.OTHER), ("exp1", TagKind.OTHER),
+])
+def test_every_tag_has_one_kind(tag: str, kind: TagKind) -> None:
+    assert kind_of(tag) is kind
