@@ -24,7 +24,7 @@ from moka_images.models import ALL_PLATFORMS, Digest, Environment, ImageRef, Pla
 from moka_images.plan.graph import BuildTag, rolling_tags
 from moka_images.stages import keys
 from moka_images.stages.verify import attestations, signing
-from moka_images.stages.verify.attestations import Kind
+from moka_images.stages.verify.attestations import AttestationKind
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -141,7 +141,7 @@ def ready_in_test(settings: Settings, image: Pushed, *, sign: bool = True, smoke
         cosign.sign(ref, settings.env(key_env).signing_key,
                     keys.options(settings, key_env, registry_env=Environment.TEST, signing=True))
     if smoke:
-        attestations.attest(settings, Environment.TEST, ref, Kind.SMOKE, smoke_predicate(image))
+        attestations.attest(settings, Environment.TEST, ref, AttestationKind.SMOKE, smoke_predicate(image))
     return ref
 
 

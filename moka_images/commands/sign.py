@@ -16,7 +16,7 @@ from moka_images.errors import ConfigError, GateFailed
 from moka_images.models import Environment
 from moka_images.stages import keys
 from moka_images.stages.images import ResolvedImage, resolve
-from moka_images.stages.verify.attestations import Kind, attest
+from moka_images.stages.verify.attestations import AttestationKind, attest
 from moka_images.stages.verify.signing import (
     Verification,
     sign,
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("attest", help="attach a signed predicate (SBOM, scan, smoke, promotion) to an image")
     a.add_argument("image", metavar="IMAGE[:VERSION]", help="image name, with a version (default latest) or @digest")
     a.add_argument("--env", required=True, choices=envs, help="environment whose registry and key to use")
-    a.add_argument("--type", required=True, choices=[k.value for k in Kind], help="what the predicate is")
+    a.add_argument("--type", required=True, choices=[k.value for k in AttestationKind], help="what the predicate is")
     a.add_argument("--predicate", required=True, type=Path, metavar="FILE", help="the predicate, a JSON object")
     a.set_defaults(func=_cmd_attest)
     v = sub.add_parser("verify", help="check an image's signature and every attestation with the environment's key")

@@ -69,7 +69,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(predicate(result), indent=2, sort_keys=True) + "\n")
     if args.attest:
         # A later result supersedes an earlier one, failed or not: promotion reads the newest.
-        attestations.attest(settings, environment, result.image, attestations.Kind.SMOKE, predicate(result),
+        attestations.attest(settings, environment, result.image, attestations.AttestationKind.SMOKE, predicate(result),
                             replace=True)
     if not result.passed:
         raise GateFailed("smoke failed:\n" + "\n".join(f"  - {line}" for line in result.failures()),

@@ -187,7 +187,7 @@ def select(graph: Graph, names: Collection[str]) -> Scope:
 
 
 @dataclass(frozen=True)
-class Decision:
+class BuildDecision:
     """What happens to one image and why."""
 
     image: str
@@ -223,13 +223,13 @@ class Plan:
     inventory: Mapping[str, tuple[str, ...]]
     digests: Mapping[str, Digest]
     scopes: tuple[Scope, ...]
-    decisions: tuple[Decision, ...] = field(default=())
+    decisions: tuple[BuildDecision, ...] = field(default=())
 
-    def decision(self, image: str) -> Decision:
+    def decision(self, image: str) -> BuildDecision:
         """The decision about one image."""
         return next(d for d in self.decisions if d.image == image)
 
-    def by_action(self, action: Action) -> list[Decision]:
+    def by_action(self, action: Action) -> list[BuildDecision]:
         """Decisions with this action, in build order."""
         return [d for d in self.decisions if d.action is action]
 
@@ -275,7 +275,7 @@ def make_plan(graph: Graph, os_base: Digest, inventory: Mapping[str, Sequence[st
     for scope in scopes:
         focus &= scope.images
     needed_by = {base: name for name in sorted(focus) for base in graph.ancestors(name) if base not in focus}
-    decided: dict[str, Decision] = {}
+    decided: dict[str, BuildDecision] = {}
     for node in graph.order:
         base_decision = decided.get(node.base) if node.base else None
         base_digest = os_base if node.base is None else known.get(node.base)
@@ -287,18 +287,18 @@ def make_plan(graph: Graph, os_base: Digest, inventory: Mapping[str, Sequence[st
         else:
             reason = next(s.reason for s in scopes if node.name not in s.images)
             tag = str(BuildTag.make(node.version, node.own_key, base_digest)) if base_digest else None
-            decision = Decision(node.name, Action.SKIP, reason, node.version, node.own_key, node.base,
+            decision = BuildDecision(node.name, Action.SKIP, reason, node.version, node.own_key, node.base,
                                 base_digest, tag if tag in tags[node.name] else None)
         decided[node.name] = decision
     return Plan(graph, os_base, tags, known, tuple(scopes), tuple(decided[n] for n in graph.names))
 
 
-def _decide(node: Node, base_digest: Digest | None, base_decision: Decision | None,
-            tags: Sequence[str]) -> Decision:
+def _decide(node: Node, base_digest: Digest | None, base_decision: BuildDecision | None,
+            tags: Sequence[str]) -> BuildDecision:
     base_name = node.base or OS_BASE
 
-    def decision(action: Action, reason: str, tag: str | None = None) -> Decision:
-        return Decision(node.name, action, reason, node.version, node.own_key, node.base, base_digest, tag)
+    def decision(action: Action, reason: str, tag: str | None = None) -> BuildDecision:
+        return BuildDecision(node.name, action, reason, node.version, node.own_key, node.base, base_digest, tag)
 
     # Refusals come first and depend only on the image's own history, never on its base's digest.
     if base_decision is not None and base_decision.action is Action.REFUSE:

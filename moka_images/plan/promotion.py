@@ -104,7 +104,7 @@ class TagMove:
 
 
 @dataclass(frozen=True)
-class Decision:
+class PromotionDecision:
     """The plan for one image: the edge, the outcome, every gate, the tag moves and the tags left alone."""
 
     edge: Edge
@@ -229,7 +229,7 @@ def rolling_moves(candidate: Candidate, inventory: Inventory, *,
 
 
 def decide(candidate: Candidate, src: Environment, dst: Environment, inventory: Inventory,
-           gates: Sequence[GateResult], *, approval_required: bool, approved_by: str | None) -> Decision:
+           gates: Sequence[GateResult], *, approval_required: bool, approved_by: str | None) -> PromotionDecision:
     """Promote `candidate` from `src` into `dst`, whose repository holds `inventory`.
 
     `gates` are the results of the checks that need the world (signature, scan, smoke); the stage, semver
@@ -245,11 +245,11 @@ def decide(candidate: Candidate, src: Environment, dst: Environment, inventory: 
     all_gates = (stage_gate(src, dst), *gates, semver_gate(candidate, dst, inventory, moves),
                  approval_gate(dst, approval_required, approved_by))
     edge = Edge(candidate.image, src, dst, digest, tuple(m.tag for m in moves))
-    return Decision(edge, _outcome(all_gates, moves, candidate, inventory), all_gates, tuple(moves), tuple(kept))
+    return PromotionDecision(edge, _outcome(all_gates, moves, candidate, inventory), all_gates, tuple(moves), tuple(kept))
 
 
 def decide_rollback(candidate: Candidate, env: Environment, inventory: Inventory, gates: Sequence[GateResult], *,
-                    approval_required: bool, approved_by: str | None) -> Decision:
+                    approval_required: bool, approved_by: str | None) -> PromotionDecision:
     """Point `env`'s rolling tags of the candidate's version back at it: an earlier build promoted to `env`.
 
     The candidate must be there under its build tag, and older than what each moved tag points at now.
@@ -278,10 +278,10 @@ def decide_rollback(candidate: Candidate, env: Environment, inventory: Inventory
     else:
         outcome = Outcome.TAG_MOVE if moves else Outcome.NOOP
     edge = Edge(candidate.image, env, env, digest, tuple(m.tag for m in moves))
-    return Decision(edge, outcome, all_gates, tuple(moves), rollback=True)
+    return PromotionDecision(edge, outcome, all_gates, tuple(moves), rollback=True)
 
 
-def record(decision: Decision, *, repository: str, by: str, at: str, approved_by: str | None,
+def record(decision: PromotionDecision, *, repository: str, by: str, at: str, approved_by: str | None,
            registries: Mapping[str, str]) -> dict[str, Any]:
     """The promotion predicate: who, when, which digest, from where to where, every gate with its evidence."""
     e = decision.edge

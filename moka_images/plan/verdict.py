@@ -11,14 +11,14 @@ from moka_images.config.policies import Policy, PolicyException
 from moka_images.findings import ScanReport, Severity, VulnFinding
 from moka_images.models import Platform
 
-Kind = Literal["vulnerability", "secret", "license"]
+FindingKind = Literal["vulnerability", "secret", "license"]
 
 
 @dataclass(frozen=True)
 class Judged:
     """One finding as the verdict sees it: where it is, what it is and what would clear it."""
 
-    kind: Kind
+    kind: FindingKind
     platform: Platform
     id: str  # vulnerability ID, secret rule or licence name
     package: str  # package name, or the file holding a secret

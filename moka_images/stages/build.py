@@ -18,7 +18,7 @@ from moka_images.config.manifests import BaseImage, TeamImage, load_declarations
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError, PlanRefused
 from moka_images.models import Digest, Environment, ImageRef, Platform
-from moka_images.plan.graph import Action, BuildTag, Decision, Plan
+from moka_images.plan.graph import Action, BuildDecision, BuildTag, Plan
 from moka_images.plan.promotion import Candidate, rolling_moves
 from moka_images.recipes import team as team_recipe
 from moka_images.stages import images, registries, repositories
@@ -108,7 +108,7 @@ def build_platform(settings: Settings, platform: Platform, *, images: Sequence[s
     ready = [d for d in plan.by_action(Action.BUILD) if not d.pending
              and platform in _declared_platforms(settings, declarations.get(d.image))]
 
-    def one(decision: Decision) -> ArchBuild:
+    def one(decision: BuildDecision) -> ArchBuild:
         assert decision.tag
         image, tag = declarations.get(decision.image), f"{decision.tag}-{platform.arch}"
         found = client.head_manifest(settings.repository(image.name), tag)
@@ -188,7 +188,7 @@ def _declared_platforms(settings: Settings, image: BaseImage | TeamImage) -> lis
     return [p for p in settings.platform_list() if isinstance(image, BaseImage) or p in image.platforms]
 
 
-def _labels(settings: Settings, image: BaseImage | TeamImage, decision: Decision, revision: str) -> dict[str, str]:
+def _labels(settings: Settings, image: BaseImage | TeamImage, decision: BuildDecision, revision: str) -> dict[str, str]:
     assert decision.tag and decision.base_digest
     base_name = image.base if isinstance(image, TeamImage) else f"{settings.mirror}/{settings.os_base.repository}"
     return {
@@ -204,7 +204,7 @@ def _labels(settings: Settings, image: BaseImage | TeamImage, decision: Decision
     }
 
 
-def _build_one(settings: Settings, client: RegistryClient, image: BaseImage | TeamImage, decision: Decision,
+def _build_one(settings: Settings, client: RegistryClient, image: BaseImage | TeamImage, decision: BuildDecision,
                revision: str) -> BuiltImage:
     assert decision.tag and decision.base_digest  # settled: the base is known
     labels = _labels(settings, image, decision, revision)
@@ -217,7 +217,7 @@ def _build_one(settings: Settings, client: RegistryClient, image: BaseImage | Te
     return BuiltImage(image.name, image.version, decision.tag, index, per_arch, Action.BUILD)
 
 
-def _build_arch(settings: Settings, image: BaseImage | TeamImage, decision: Decision, platform: Platform,
+def _build_arch(settings: Settings, image: BaseImage | TeamImage, decision: BuildDecision, platform: Platform,
                 labels: dict[str, str]) -> Digest:
     """Build one platform and push it under `<build tag>-<arch>`; returns its manifest digest."""
     assert decision.tag and decision.base_digest

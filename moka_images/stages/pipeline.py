@@ -20,7 +20,7 @@ from moka_images.stages import registries
 from moka_images.stages.build import BuiltImage, OnPlan, _ignore, build
 from moka_images.stages.promote.apply import promote
 from moka_images.stages.verify import attestations, scan, signing, smoke
-from moka_images.stages.verify.attestations import Kind
+from moka_images.stages.verify.attestations import AttestationKind
 
 
 @dataclass
@@ -58,8 +58,8 @@ def verify_image(settings: Settings, image: BuiltImage, today: date,
         verdict = scan.judge_scan(settings, result, env, today)
         for platform, sbom in result.sboms:
             sbom_doc = {**json.loads(sbom.read_text()), "moka.platform": str(platform)}
-            attestations.attest(settings, env, ref, Kind.SBOM, sbom_doc)
-        attestations.attest(settings, env, ref, Kind.SCAN, scan.scan_predicate(result, verdict), replace=True)
+            attestations.attest(settings, env, ref, AttestationKind.SBOM, sbom_doc)
+        attestations.attest(settings, env, ref, AttestationKind.SCAN, scan.scan_predicate(result, verdict), replace=True)
         outcome.phases["scan"] = "allowed" if verdict.allowed else "BLOCKED"
         if not verdict.allowed:
             raise GateFailed("blocked by " + ", ".join(sorted({f.id for f in verdict.blocking})))
@@ -68,14 +68,14 @@ def verify_image(settings: Settings, image: BuiltImage, today: date,
     with _phase(outcome, "sign"):
         outcome.phases["sign"] = "signed" if signing.sign(settings, env, ref) else "already signed"
     with _phase(outcome, "smoke"):
-        attested = [a for a in attestations.read_attestations(settings, env, ref, Kind.SMOKE, trusted=[env])
+        attested = [a for a in attestations.read_attestations(settings, env, ref, AttestationKind.SMOKE, trusted=[env])
                     if a.predicate.get("passed")]
         if attested:
             outcome.phases["smoke"] = "passed (attested earlier)"
             return outcome
         suite = smoke.smoke(settings, env, ref, smoke.jobs_for(settings, image.image))
         on_suite(suite)
-        attestations.attest(settings, env, ref, Kind.SMOKE, smoke_predicate(suite), replace=True)
+        attestations.attest(settings, env, ref, AttestationKind.SMOKE, smoke_predicate(suite), replace=True)
         outcome.phases["smoke"] = "passed" if suite.passed else "FAILED"
         if not suite.passed:
             raise GateFailed("; ".join(suite.failures()))

@@ -19,7 +19,7 @@ from moka_images.plan.tags import TagKind, kind_of
 from moka_images.stages import registries
 from moka_images.stages.promote.inventory import read_inventory
 from moka_images.stages.verify import signing
-from moka_images.stages.verify.attestations import Attestation, Kind
+from moka_images.stages.verify.attestations import Attestation, AttestationKind
 
 CHECKS_AT_ONCE = 4  # cosign processes; each cell needs a few
 
@@ -98,15 +98,15 @@ def _summaries(env: Environment, digest: Digest, found: Sequence[Attestation]) -
     promoted: dict[str, Any] = {}
     for att in found:  # oldest first: later ones win
         p = att.predicate
-        if att.kind is Kind.PROMOTION and p.get("to") == env.value and p.get("digest") == str(digest):
+        if att.kind is AttestationKind.PROMOTION and p.get("to") == env.value and p.get("digest") == str(digest):
             promoted = {k: p.get(k) for k in ("by", "at", "approved_by", "from", "action")}
             gate = next((g for g in p.get("gates") or [] if g.get("name") == "scan"), None)
             if gate:
                 scan = ("allowed" if gate.get("passed") else "BLOCKED") + f" ({env} policy, at promotion)"
-        elif att.kind is Kind.SCAN and not promoted:
+        elif att.kind is AttestationKind.SCAN and not promoted:
             verdict = p.get("verdict") or {}
             scan = ("allowed" if verdict.get("allowed") else "BLOCKED") + f" ({verdict.get('environment')} policy)"
-        elif att.kind is Kind.SMOKE and (p.get("image") or {}).get("digest") == str(digest):
+        elif att.kind is AttestationKind.SMOKE and (p.get("image") or {}).get("digest") == str(digest):
             smoke = "passed" if p.get("passed") else "FAILED"
     return scan, smoke, promoted
 

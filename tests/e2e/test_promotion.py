@@ -29,7 +29,7 @@ from moka_images.stages import registries
 from moka_images.stages.build import BuiltImage
 from moka_images.stages.pipeline import verify_image
 from moka_images.stages.verify import attestations
-from moka_images.stages.verify.attestations import Kind
+from moka_images.stages.verify.attestations import AttestationKind
 
 pytestmark = pytest.mark.e2e
 
@@ -111,8 +111,8 @@ def test_the_spark_image_reaches_prod_byte_for_byte(psettings: Settings, spark: 
     in_prod = ImageRef(psettings.env(PROD).registry, spark.repository, digest=spark.digest)
     found = attestations.read_attestations(psettings, PROD, in_prod)
     kinds = {a.kind for a in found}
-    assert {Kind.SCAN, Kind.SMOKE, Kind.PROMOTION} <= kinds
-    to_prod = [a.predicate for a in found if a.kind is Kind.PROMOTION and a.predicate["to"] == "prod"]
+    assert {AttestationKind.SCAN, AttestationKind.SMOKE, AttestationKind.PROMOTION} <= kinds
+    to_prod = [a.predicate for a in found if a.kind is AttestationKind.PROMOTION and a.predicate["to"] == "prod"]
     assert to_prod and to_prod[-1]["approved_by"] == "release-manager" and to_prod[-1]["by"] == f"e2e-{RUN}"
     assert all(g["passed"] for g in to_prod[-1]["gates"])
 

@@ -130,17 +130,17 @@ def test_attestation_verifies_with_real_cosign_and_reads_back(signed_settings: S
     assert wrong.returncode != 0
 
     [found] = attestations.read_attestations(settings, TEST, image, "scan")
-    assert (found.kind, found.signer, found.subject) == (attestations.Kind.SCAN, TEST, image.digest)
+    assert (found.kind, found.signer, found.subject) == (attestations.AttestationKind.SCAN, TEST, image.digest)
     assert found.predicate == SCAN
     assert attestations.attest(settings, TEST, image, "scan", SCAN) is False  # the same predicate: no-op
 
     sbom = {"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [{"name": "glibc", "version": "2.36"}]}
-    assert attestations.attest(settings, TEST, image, attestations.Kind.SBOM, sbom)
+    assert attestations.attest(settings, TEST, image, attestations.AttestationKind.SBOM, sbom)
     cyclonedx = _cosign("verify-attestation", "--key", _pub(settings, TEST), "--type", "cyclonedx",
                         "--insecure-ignore-tlog=true", "--allow-http-registry", str(image))
     assert cyclonedx.returncode == 0, cyclonedx.stderr
     assert [a.kind for a in attestations.read_attestations(settings, TEST, image)] == [
-        attestations.Kind.SCAN, attestations.Kind.SBOM]
+        attestations.AttestationKind.SCAN, attestations.AttestationKind.SBOM]
 
 
 def test_attestation_by_another_key_is_reported_not_returned(signed_settings: Settings, image: ImageRef,

@@ -28,7 +28,7 @@ from moka_images.stages import registries
 from moka_images.stages.build import BuiltImage
 from moka_images.stages.images import index_platforms
 from moka_images.stages.verify import attestations
-from moka_images.stages.verify.attestations import Kind
+from moka_images.stages.verify.attestations import AttestationKind
 from moka_images.stages.verify.smoke import smoke
 
 pytestmark = pytest.mark.integration
@@ -75,8 +75,8 @@ def test_suite_passes_on_both_platforms(stack: Settings, built: dict[str, BuiltI
     assert elapsed < SUITE_BUDGET_SECONDS, f"suite took {elapsed:.0f}s"
     # Attested as the pipeline does, so that later tests (the end-to-end promotion) reuse this run; read back
     # through `cosign verify-attestation` with the test key.
-    attestations.attest(stack, TEST, image, Kind.SMOKE, doc, replace=True)
-    (found,) = attestations.read_attestations(stack, TEST, image, Kind.SMOKE, trusted=[TEST])
+    attestations.attest(stack, TEST, image, AttestationKind.SMOKE, doc, replace=True)
+    (found,) = attestations.read_attestations(stack, TEST, image, AttestationKind.SMOKE, trusted=[TEST])
     assert found.predicate["passed"] and found.predicate["image"]["digest"] == str(image.digest)
 
 

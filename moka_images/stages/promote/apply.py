@@ -15,15 +15,15 @@ from moka_images.config.settings import Settings
 from moka_images.models import Environment, ImageRef
 from moka_images.plan import lifecycle
 from moka_images.plan.promotion import (
-    Decision,
     Outcome,
+    PromotionDecision,
     record,
 )
 from moka_images.stages import history, registries, repositories
 from moka_images.stages.promote.inventory import read_inventory
 from moka_images.stages.promote.prepare import Prepared, prepare, redecide, refusal
 from moka_images.stages.verify import attestations, signing
-from moka_images.stages.verify.attestations import Kind
+from moka_images.stages.verify.attestations import AttestationKind
 
 COPY_WORKERS = 4
 
@@ -32,7 +32,7 @@ COPY_WORKERS = 4
 class Done:
     """What carrying a decision out did."""
 
-    decision: Decision
+    decision: PromotionDecision
     moved: tuple[str, ...]
     copy: CopyStats | None
     record: Mapping[str, Any] | None
@@ -96,11 +96,11 @@ def carry_out(settings: Settings, prepared: Prepared, *, by: str | None = None,
         if not decision.rollback:
             signing.sign(settings, target, dst_ref)
         if prepared.smoke_predicate is not None:
-            attestations.attest(settings, target, dst_ref, Kind.SMOKE, prepared.smoke_predicate, replace=True)
+            attestations.attest(settings, target, dst_ref, AttestationKind.SMOKE, prepared.smoke_predicate, replace=True)
         doc = record(decision, repository=source.repository, by=by or identity(),
                      at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), approved_by=prepared.approved_by,
                      registries={e.value: settings.env(e).registry for e in {edge.src_env, target}})
-        attestations.attest(settings, target, dst_ref, Kind.PROMOTION, doc)
+        attestations.attest(settings, target, dst_ref, AttestationKind.PROMOTION, doc)
         moved = set_tags(dst, source.repository, edge.digest, [TagSet(m.tag, m.old) for m in decision.moves])
         history.append(settings, {**doc, "moved": moved, "copy": stats.to_json() if stats else None})
     return Done(decision, tuple(moved), stats, doc)

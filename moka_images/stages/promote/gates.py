@@ -19,7 +19,7 @@ from moka_images.smoke.report import predicate
 from moka_images.stages import keys, registries
 from moka_images.stages.promote.inventory import Source, attestation_digests, predicate_key
 from moka_images.stages.verify import attestations, scan, signing, smoke
-from moka_images.stages.verify.attestations import Kind
+from moka_images.stages.verify.attestations import AttestationKind
 
 
 def signature_gate(settings: Settings, source: Source) -> GateResult:
@@ -40,7 +40,7 @@ def scan_gate(settings: Settings, source: Source, target: Environment, client: R
     The attested scan's reports are judged when the predicate carries them; otherwise the image is scanned
     (trivy per platform, cached by platform digest and DB, so usually no work) and judged.
     """
-    attested = attestations.read_attestations(settings, source.env, source.ref, Kind.SCAN)
+    attested = attestations.read_attestations(settings, source.env, source.ref, AttestationKind.SCAN)
     latest = attested[-1] if attested else None
     facts: dict[str, Any] = {"policy": str(settings.policy_path(target).relative_to(settings.root))
                              if settings.policy_path(target).is_relative_to(settings.root)
@@ -73,7 +73,7 @@ def smoke_gate(settings: Settings, source: Source,
                evidence: Mapping[str, str]) -> tuple[GateResult, Mapping[str, Any] | None]:
     """Smoke passed on every platform of the index: the newest attested result, or a run of the suite now."""
     digest = source.candidate.digest
-    attested = [a for a in attestations.read_attestations(settings, source.env, source.ref, Kind.SMOKE)
+    attested = [a for a in attestations.read_attestations(settings, source.env, source.ref, AttestationKind.SMOKE)
                 if (a.predicate.get("image") or {}).get("digest") == str(digest)]
     if attested:
         latest = attested[-1]

@@ -12,9 +12,9 @@ from moka_images.errors import ConfigError, GateFailed
 from moka_images.models import Environment
 from moka_images.plan.graph import BuildTag
 from moka_images.plan.promotion import (
-    Decision,
     GateResult,
     Inventory,
+    PromotionDecision,
     decide,
     decide_rollback,
 )
@@ -29,7 +29,7 @@ class Prepared:
 
     source: Source
     destination: str  # registry/repository in the target environment
-    decision: Decision
+    decision: PromotionDecision
     gates: tuple[GateResult, ...]  # the ones that needed the world: signature, scan, smoke
     approved_by: str | None
     smoke_predicate: Mapping[str, Any] | None = None  # a suite run by the gate, attested in the target
@@ -77,13 +77,13 @@ def prepare_rollback(settings: Settings, image: str, env: Environment, to: str, 
     return Prepared(source, source.ref.name, decision, gates, approved_by, ran)
 
 
-def _count_gates(decision: Decision) -> None:
+def _count_gates(decision: PromotionDecision) -> None:
     for gate in decision.gates:
         if gate.name != "scan":  # scan.judge_scan counts its own verdicts
             metrics.gate(gate.name, decision.edge.dst_env.value, decision.edge.image, gate.passed)
 
 
-def redecide(settings: Settings, prepared: Prepared, inventory: Inventory) -> Decision:
+def redecide(settings: Settings, prepared: Prepared, inventory: Inventory) -> PromotionDecision:
     edge, approval = prepared.decision.edge, settings.env(prepared.decision.edge.dst_env).approval_required
     if prepared.decision.rollback:
         return decide_rollback(prepared.source.candidate, edge.dst_env, inventory, prepared.gates,

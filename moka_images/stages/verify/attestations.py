@@ -30,7 +30,7 @@ SMOKE_TYPE = "https://moka-images.dev/attestations/smoke/v1"
 PROMOTION_TYPE = "https://moka-images.dev/attestations/promotion/v1"
 
 
-class Kind(StrEnum):
+class AttestationKind(StrEnum):
     """What an attestation is about."""
 
     SBOM = "sbom"
@@ -39,24 +39,24 @@ class Kind(StrEnum):
     PROMOTION = "promotion"
 
 
-PREDICATE_TYPES: Mapping[Kind, str] = {
-    Kind.SBOM: SBOM_TYPE, Kind.SCAN: SCAN_TYPE, Kind.SMOKE: SMOKE_TYPE, Kind.PROMOTION: PROMOTION_TYPE,
+PREDICATE_TYPES: Mapping[AttestationKind, str] = {
+    AttestationKind.SBOM: SBOM_TYPE, AttestationKind.SCAN: SCAN_TYPE, AttestationKind.SMOKE: SMOKE_TYPE, AttestationKind.PROMOTION: PROMOTION_TYPE,
 }
 # cosign's own name for a type it knows; it writes the same predicateType URI.
-_COSIGN_TYPES: Mapping[Kind, str] = {Kind.SBOM: "cyclonedx"}
+_COSIGN_TYPES: Mapping[AttestationKind, str] = {AttestationKind.SBOM: "cyclonedx"}
 
 
-def predicate_type(kind: Kind | str) -> str:
+def predicate_type(kind: AttestationKind | str) -> str:
     """The in-toto predicateType URI of a kind."""
-    return PREDICATE_TYPES[Kind(kind)]
+    return PREDICATE_TYPES[AttestationKind(kind)]
 
 
-def cosign_type(kind: Kind | str) -> str:
+def cosign_type(kind: AttestationKind | str) -> str:
     """What `cosign attest --type` is given for a kind."""
-    return _COSIGN_TYPES.get(Kind(kind), predicate_type(kind))
+    return _COSIGN_TYPES.get(AttestationKind(kind), predicate_type(kind))
 
 
-def kind_of(type_uri: str) -> Kind | None:
+def kind_of(type_uri: str) -> AttestationKind | None:
     """The kind of a predicateType URI, None for types moka-images does not make."""
     return next((k for k, uri in PREDICATE_TYPES.items() if uri == type_uri), None)
 
@@ -65,7 +65,7 @@ def kind_of(type_uri: str) -> Kind | None:
 class Attestation:
     """A verified attestation: its predicate, the digest it is about and whose key signed it."""
 
-    kind: Kind | None
+    kind: AttestationKind | None
     predicate_type: str
     predicate: Mapping[str, Any]
     subject: Digest
@@ -111,7 +111,7 @@ def trusted_keys(environment: Environment) -> list[Environment]:
     return chain
 
 
-def sort_envelopes(envelopes: Sequence[cosign.Envelope], digest: Digest, kind: Kind | None,
+def sort_envelopes(envelopes: Sequence[cosign.Envelope], digest: Digest, kind: AttestationKind | None,
                    verified: Mapping[Environment, Mapping[str, Sequence[cosign.Envelope]]],
                    trusted: Sequence[Environment]) -> Audit:
     """Pure: match what is stored against what each trusted key verified (per predicate type).
@@ -148,7 +148,7 @@ def _pinned(ref: ImageRef) -> Digest:
     return ref.digest
 
 
-def audit(settings: Settings, environment: Environment, digest_ref: ImageRef, kind: Kind | str | None = None,
+def audit(settings: Settings, environment: Environment, digest_ref: ImageRef, kind: AttestationKind | str | None = None,
           *, trusted: Sequence[Environment] | None = None) -> Audit:
     """Every attestation (of `kind`) on `digest_ref` in `environment`'s registry, checked with cosign.
 
@@ -156,7 +156,7 @@ def audit(settings: Settings, environment: Environment, digest_ref: ImageRef, ki
     that type is still unaccounted for.
     """
     digest = _pinned(digest_ref)
-    wanted = Kind(kind) if kind is not None else None
+    wanted = AttestationKind(kind) if kind is not None else None
     chain = list(trusted) if trusted is not None else trusted_keys(environment)
     registries.login_tools(settings, environment)
     stored = cosign.stored_attestations(registries.client(settings, environment), digest_ref)
@@ -181,7 +181,7 @@ def audit(settings: Settings, environment: Environment, digest_ref: ImageRef, ki
 
 
 def read_attestations(settings: Settings, environment: Environment, digest_ref: ImageRef,
-                      kind: Kind | str | None = None, *,
+                      kind: AttestationKind | str | None = None, *,
                       trusted: Sequence[Environment] | None = None) -> list[Attestation]:
     """Verified attestations (of `kind`) on `digest_ref`, oldest first; rejected ones are logged, not returned.
 
@@ -193,13 +193,13 @@ def read_attestations(settings: Settings, environment: Environment, digest_ref: 
     return list(found.valid)
 
 
-def attest(settings: Settings, environment: Environment, digest_ref: ImageRef, kind: Kind | str,
+def attest(settings: Settings, environment: Environment, digest_ref: ImageRef, kind: AttestationKind | str,
            predicate: Mapping[str, Any], *, replace: bool = False) -> bool:
     """Attest `predicate` about `digest_ref` with `environment`'s key; False if that exact one is there.
 
     `replace` drops the earlier attestations of this kind (for results that supersede, not add up).
     """
-    kind = Kind(kind)
+    kind = AttestationKind(kind)
     mine = read_attestations(settings, environment, digest_ref, kind, trusted=[environment])
     if any(a.predicate == predicate for a in mine):
         log.info(f"{kind} attestation already on {digest_ref}, signed by {environment}'s key")
@@ -216,14 +216,14 @@ def attest(settings: Settings, environment: Environment, digest_ref: ImageRef, k
 # ---- summaries (pure) -------------------------------------------------------------------------
 
 
-def summarize(kind: Kind | None, predicate: Mapping[str, Any]) -> str:
+def summarize(kind: AttestationKind | None, predicate: Mapping[str, Any]) -> str:
     """One line about a predicate; tolerant of shapes it does not know."""
     try:
-        if kind is Kind.SBOM:
+        if kind is AttestationKind.SBOM:
             return _sbom(predicate)
-        if kind is Kind.SCAN:
+        if kind is AttestationKind.SCAN:
             return _scan(predicate)
-        if kind is Kind.SMOKE:
+        if kind is AttestationKind.SMOKE:
             return _smoke(predicate)
     except (AttributeError, TypeError, KeyError):
         pass

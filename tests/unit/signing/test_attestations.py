@@ -25,12 +25,12 @@ def _verified() -> list[cosign.Envelope]:
 
 def test_predicate_types() -> None:
     assert att.predicate_type("sbom") == "https://cyclonedx.org/bom"
-    assert att.predicate_type(att.Kind.SCAN) == "https://moka-images.dev/attestations/scan/v1"
+    assert att.predicate_type(att.AttestationKind.SCAN) == "https://moka-images.dev/attestations/scan/v1"
     assert att.predicate_type("smoke") == "https://moka-images.dev/attestations/smoke/v1"
     assert att.predicate_type("promotion") == "https://moka-images.dev/attestations/promotion/v1"
     assert att.cosign_type("sbom") == "cyclonedx"
     assert att.cosign_type("promotion") == att.PROMOTION_TYPE
-    assert att.kind_of("https://moka-images.dev/attestations/smoke/v1") is att.Kind.SMOKE
+    assert att.kind_of("https://moka-images.dev/attestations/smoke/v1") is att.AttestationKind.SMOKE
     assert att.kind_of("https://slsa.dev/provenance/v1") is None
     with pytest.raises(ValueError):
         att.predicate_type("vuln")
@@ -44,7 +44,7 @@ def test_trust_runs_back_to_test() -> None:
 def test_only_what_a_trusted_key_verified_is_valid() -> None:
     verified = {Environment.TEST: {att.SBOM_TYPE: _verified()}}
     audit = att.sort_envelopes(_stored(), DIGEST, None, verified, [Environment.TEST])
-    assert [(a.kind, a.signer) for a in audit.valid] == [(att.Kind.SBOM, Environment.TEST)]
+    assert [(a.kind, a.signer) for a in audit.valid] == [(att.AttestationKind.SBOM, Environment.TEST)]
     assert audit.valid[0].predicate["components"] == [{"name": "a"}, {"name": "b"}]
     assert sorted(r.predicate_type for r in audit.rejected) == sorted(
         [att.SBOM_TYPE, att.SBOM_TYPE, att.SCAN_TYPE, att.SMOKE_TYPE])
@@ -54,13 +54,13 @@ def test_only_what_a_trusted_key_verified_is_valid() -> None:
 def test_signer_is_the_first_trusted_key_that_verified() -> None:
     good = _verified()
     verified = {Environment.DEV: {}, Environment.TEST: {att.SBOM_TYPE: good}}
-    audit = att.sort_envelopes(good, DIGEST, att.Kind.SBOM, verified, [Environment.DEV, Environment.TEST])
+    audit = att.sort_envelopes(good, DIGEST, att.AttestationKind.SBOM, verified, [Environment.DEV, Environment.TEST])
     assert [a.signer for a in audit.valid] == [Environment.TEST]
     assert audit.rejected == ()
 
 
 def test_kind_filter_leaves_other_kinds_out_entirely() -> None:
-    audit = att.sort_envelopes(_stored(), DIGEST, att.Kind.SCAN, {}, [Environment.TEST])
+    audit = att.sort_envelopes(_stored(), DIGEST, att.AttestationKind.SCAN, {}, [Environment.TEST])
     assert audit.valid == ()
     assert [r.predicate_type for r in audit.rejected] == [att.SCAN_TYPE]
 
@@ -75,13 +75,13 @@ def test_an_attestation_about_another_digest_is_rejected() -> None:
 def test_summaries() -> None:
     sbom = {"bomFormat": "CycloneDX", "specVersion": "1.6", "metadata": {"component": {"name": "spark"}},
             "components": [{}, {}, {}]}
-    assert att.summarize(att.Kind.SBOM, sbom) == "CycloneDX 1.6 of spark: 3 components"
+    assert att.summarize(att.AttestationKind.SBOM, sbom) == "CycloneDX 1.6 of spark: 3 components"
     scan = {"scanner": {"name": "trivy", "version": "0.76.0"}, "platforms": [{}, {}],
             "verdict": {"environment": "test", "allowed": False, "blocking": [{}], "waived": []}}
-    assert att.summarize(att.Kind.SCAN, scan) == "BLOCKED by test policy: 1 blocking, 0 waived (trivy 0.76.0, 2 platforms)"
+    assert att.summarize(att.AttestationKind.SCAN, scan) == "BLOCKED by test policy: 1 blocking, 0 waived (trivy 0.76.0, 2 platforms)"
     smoke = {"passed": True, "backend": "docker", "failures": [],
              "platforms": [{"platform": "linux/amd64", "passed": True}, {"platform": "linux/arm64", "passed": True}]}
-    assert att.summarize(att.Kind.SMOKE, smoke) == "passed on docker: linux/amd64 ok, linux/arm64 ok"
+    assert att.summarize(att.AttestationKind.SMOKE, smoke) == "passed on docker: linux/amd64 ok, linux/arm64 ok"
     promotion = {"from": "test", "to": "dev", "by": "ci", "gates": []}
-    assert att.summarize(att.Kind.PROMOTION, promotion) == "from=test, to=dev, by=ci"
-    assert att.summarize(att.Kind.SCAN, {"verdict": "odd"}) == "verdict=odd"
+    assert att.summarize(att.AttestationKind.PROMOTION, promotion) == "from=test, to=dev, by=ci"
+    assert att.summarize(att.AttestationKind.SCAN, {"verdict": "odd"}) == "verdict=odd"
