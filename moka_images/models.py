@@ -144,3 +144,10 @@ class Environment(Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+# The in-toto predicate types of what is attested on an image digest (cosign `--type`).
+SBOM_TYPE = "https://cyclonedx.org/bom"
+SCAN_TYPE = "https://moka-images.dev/attestations/scan/v1"
+SMOKE_TYPE = "https://moka-images.dev/attestations/smoke/v1"
+PROMOTION_TYPE = "https://moka-images.dev/attestations/promotion/v1"

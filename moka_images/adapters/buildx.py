@@ -1,15 +1,15 @@
-"""docker buildx through python-on-whales: one build per platform, pushed to the registry, merged by digest.
+"""docker buildx through python-on-whales: one build per platform, pushed to the registry by a per-arch tag.
 
 The engine's default `docker` driver cannot push by digest alone, so each platform build is pushed under a
 content-derived per-arch tag (`<build tag>-<arch>`, immutable like the build tag) and the index is then made
-from the digests with `imagetools create`.
+from the digests by `stages.images.write_index`.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from python_on_whales import DockerClient
@@ -28,7 +28,8 @@ def _client() -> DockerClient:
 def engine_version() -> str:
     """Server version of the docker engine, or a ServiceError saying how to start it."""
     try:
-        return str(_client().version().server.version)
+        server = _client().version().server
+        return str(server.version if server else "unknown")
     except DockerException as exc:
         raise ServiceError("the docker engine does not answer", "start the stack: `moka-images dev up`") from exc
 
@@ -66,7 +67,7 @@ def build_platform(
                 stream_logs=True,
             )
             tail: list[str] = []
-            for line in lines or []:
+            for line in lines if isinstance(lines, Iterator) else []:
                 tail = (tail + [line.rstrip()])[-40:]
                 if on_line:
                     on_line(line.rstrip())

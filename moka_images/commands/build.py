@@ -14,12 +14,7 @@ from moka_images.commands.views import show_plan
 from moka_images.config.settings import load_settings
 from moka_images.errors import ConfigError
 from moka_images.models import Platform
-from moka_images.stages.build import (
-    BuiltImage,
-    build,
-    build_platform,
-    merge,
-)
+from moka_images.stages.build import BuiltImage, build, build_platform, merge
 
 
 def results_table(results: Sequence[BuiltImage]) -> Table:

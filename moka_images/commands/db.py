@@ -8,10 +8,7 @@ from pathlib import Path
 from moka_images import log
 from moka_images.config.settings import load_settings
 from moka_images.stages import registries
-from moka_images.stages.verify.dbmirror import (
-    ADVISORIES,
-    mirror_databases,
-)
+from moka_images.stages.verify.dbmirror import ADVISORIES, mirror_databases
 from moka_images.trivydb import builder
 
 

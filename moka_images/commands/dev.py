@@ -6,11 +6,7 @@ import argparse
 
 from moka_images import log
 from moka_images.config.settings import load_settings
-from moka_images.devstack.stack import (
-    down,
-    env_lines,
-    up,
-)
+from moka_images.devstack.stack import down, env_lines, up
 
 
 def register(sub: argparse._SubParsersAction) -> None:

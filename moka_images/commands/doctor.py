@@ -8,10 +8,7 @@ from rich.table import Table
 
 from moka_images import log
 from moka_images.config.settings import load_settings
-from moka_images.devstack.doctor import (
-    check_services,
-    check_tools,
-)
+from moka_images.devstack.doctor import check_services, check_tools
 
 
 def register(sub: argparse._SubParsersAction) -> None:

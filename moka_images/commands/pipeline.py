@@ -13,10 +13,7 @@ from moka_images.commands.views import show_plan, show_suite
 from moka_images.config.settings import load_settings
 from moka_images.errors import GateFailed
 from moka_images.models import Environment
-from moka_images.stages.pipeline import (
-    ImageOutcome,
-    run_pipeline,
-)
+from moka_images.stages.pipeline import ImageOutcome, run_pipeline
 
 
 def summary(outcomes: list[ImageOutcome]) -> Table:

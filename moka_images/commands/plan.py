@@ -12,9 +12,7 @@ from moka_images.commands.views import plan_table
 from moka_images.config.settings import load_settings
 from moka_images.errors import PlanRefused
 from moka_images.plan.graph import Action
-from moka_images.stages.planning import (
-    compute_plan,
-)
+from moka_images.stages.planning import compute_plan
 
 
 def _run(args: argparse.Namespace) -> int:

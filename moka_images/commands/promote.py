@@ -11,9 +11,7 @@ from rich.markup import escape
 
 from moka_images.config.settings import Settings, load_settings
 from moka_images.models import Environment
-from moka_images.plan.promotion import (
-    Outcome,
-)
+from moka_images.plan.promotion import Outcome
 from moka_images.stages.promote.apply import COPY_WORKERS, Done, carry_out
 from moka_images.stages.promote.prepare import Prepared, prepare, prepare_rollback, refusal
 

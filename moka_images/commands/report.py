@@ -13,12 +13,7 @@ from moka_images import log
 from moka_images.config.settings import load_settings
 from moka_images.models import Environment
 from moka_images.stages import status
-from moka_images.stages.report import (
-    SEVERITIES,
-    ImageHistory,
-    ReportData,
-    collect,
-)
+from moka_images.stages.report import SEVERITIES, ImageHistory, ReportData, collect
 
 SEVERITY_COLORS = {"CRITICAL": "#b91c1c", "HIGH": "#ea580c", "MEDIUM": "#ca8a04", "LOW": "#2563eb",
                    "UNKNOWN": "#6b7280", "SECRETS": "#7c3aed"}

@@ -14,10 +14,7 @@ from rich.table import Table
 from moka_images.config.settings import load_settings
 from moka_images.errors import GateFailed
 from moka_images.models import Environment
-from moka_images.stages.rescan import (
-    Rescan,
-    rescan,
-)
+from moka_images.stages.rescan import Rescan, rescan
 
 
 def table(environment: Environment, results: Sequence[Rescan]) -> Table:

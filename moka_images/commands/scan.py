@@ -16,12 +16,7 @@ from moka_images.models import Environment
 from moka_images.plan.verdict import Verdict
 from moka_images.stages import registries
 from moka_images.stages.images import resolve
-from moka_images.stages.verify.scan import (
-    ImageScan,
-    judge_scan,
-    scan_image,
-    scan_predicate,
-)
+from moka_images.stages.verify.scan import ImageScan, judge_scan, scan_image, scan_predicate
 
 
 def render(result: ImageScan, verdict: Verdict, console: Console) -> None:

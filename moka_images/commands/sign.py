@@ -17,11 +17,7 @@ from moka_images.models import Environment
 from moka_images.stages import keys
 from moka_images.stages.images import ResolvedImage, resolve
 from moka_images.stages.verify.attestations import AttestationKind, attest
-from moka_images.stages.verify.signing import (
-    Verification,
-    sign,
-    verify,
-)
+from moka_images.stages.verify.signing import Verification, sign, verify
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -14,10 +14,7 @@ from moka_images.smoke.report import junit_xml, predicate
 from moka_images.smoke.suite import BUILTIN_JOBS
 from moka_images.stages.images import resolve
 from moka_images.stages.verify import attestations
-from moka_images.stages.verify.smoke import (
-    jobs_for,
-    smoke,
-)
+from moka_images.stages.verify.smoke import jobs_for, smoke
 
 
 def parse_ref(text: str) -> ImageRef:

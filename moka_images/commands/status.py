@@ -12,10 +12,7 @@ from rich.table import Table
 
 from moka_images.config.settings import load_settings
 from moka_images.models import Environment
-from moka_images.stages.status import (
-    Row,
-    collect,
-)
+from moka_images.stages.status import Row, collect
 
 
 def table(rows: Sequence[Row]) -> Table:

@@ -85,7 +85,8 @@ class _FaultState:
     """The current faults, their random stream and the upload byte count; reloaded when the file changes."""
 
     def __init__(self, path: Path | None) -> None:
-        self.path, self._stamp = path, None
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self._reset(Faults())
         self.refresh()
@@ -335,7 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:  # chunked or close-delimited from the backend: chunked to the client
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self._copy(resp, lambda view: self.wfile.write(b"%x\r\n%b\r\n" % (len(view), view)))
+            self._copy(resp, lambda view: self.wfile.write(b"%x\r\n%b\r\n" % (len(view), bytes(view))))
             self.wfile.write(b"0\r\n\r\n")
         resp.close()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from moka_images.models import SMOKE_TYPE as PREDICATE_TYPE
 from moka_images.smoke.results import JobResult, Status, SuiteResult
-from moka_images.stages.verify.attestations import SMOKE_TYPE as PREDICATE_TYPE
 
 __all__ = ["PREDICATE_TYPE", "junit_xml", "predicate", "timing_table"]
 

@@ -17,7 +17,7 @@ from moka_images.models import Digest, Environment, ImageRef
 from moka_images.plan.promotion import Inventory
 from moka_images.plan.tags import TagKind, kind_of
 from moka_images.stages import registries
-from moka_images.stages.promote.inventory import read_inventory
+from moka_images.stages.images import read_inventory
 from moka_images.stages.verify import signing
 from moka_images.stages.verify.attestations import Attestation, AttestationKind
 

@@ -23,7 +23,7 @@ import pytest
 from moka_images.adapters import buildx, cosign, ecr, run
 from moka_images.config import os_base
 from moka_images.config.settings import Settings
-from moka_images.models import ALL_PLATFORMS, Environment, ImageRef
+from moka_images.models import ALL_PLATFORMS, SMOKE_TYPE, Environment, ImageRef
 from moka_images.stages import images, keys, registries, repositories
 from moka_images.stages.images import resolve
 from moka_images.stages.verify import attestations, signing
@@ -149,12 +149,12 @@ def test_attestation_by_another_key_is_reported_not_returned(signed_settings: Se
     assert attestations.attest(settings, TEST, image, "smoke", {"passed": True, "platforms": []})
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps({"passed": True, "platforms": [], "by": "dev"}))
-    cosign.attest(image, settings.env(DEV).signing_key, attestations.SMOKE_TYPE, forged,
+    cosign.attest(image, settings.env(DEV).signing_key, SMOKE_TYPE, forged,
                   keys.options(settings, DEV, registry_env=TEST, signing=True))
     audit = attestations.audit(settings, TEST, image)
     assert [a.predicate for a in audit.valid] == [{"passed": True, "platforms": []}]
     assert [(r.predicate_type, r.reason) for r in audit.rejected] == [
-        (attestations.SMOKE_TYPE, "no signature by the key of test")]
+        (SMOKE_TYPE, "no signature by the key of test")]
     assert [a.predicate for a in attestations.read_attestations(settings, TEST, image, "smoke")] == [
         {"passed": True, "platforms": []}]
     # trusting dev's key as well (as verifying in dev would) accepts it, and names dev as its signer

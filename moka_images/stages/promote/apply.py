@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from moka_images import log, metrics
@@ -14,13 +15,9 @@ from moka_images.adapters.copy import CopyStats, TagSet, copy_image, set_tags
 from moka_images.config.settings import Settings
 from moka_images.models import Environment, ImageRef
 from moka_images.plan import lifecycle
-from moka_images.plan.promotion import (
-    Outcome,
-    PromotionDecision,
-    record,
-)
+from moka_images.plan.promotion import Outcome, PromotionDecision, record
 from moka_images.stages import history, registries, repositories
-from moka_images.stages.promote.inventory import read_inventory
+from moka_images.stages.images import read_inventory
 from moka_images.stages.promote.prepare import Prepared, prepare, redecide, refusal
 from moka_images.stages.verify import attestations, signing
 from moka_images.stages.verify.attestations import AttestationKind
@@ -60,7 +57,7 @@ def identity() -> str:
 # ---- carrying it out ---------------------------------------------------------------------------
 
 
-def lock_path(settings: Settings, image: str, env: Environment) -> os.PathLike[str]:
+def lock_path(settings: Settings, image: str, env: Environment) -> Path:
     """The lock that serializes promotions of one image into one environment on this machine."""
     return settings.home / "locks" / "promote" / f"{env.value}--{image.replace('/', '--')}.lock"
 

@@ -11,10 +11,7 @@ from moka_images.adapters.registry import RegistryClient
 from moka_images.config.settings import Settings
 from moka_images.findings import ScanReport
 from moka_images.models import Environment
-from moka_images.plan.promotion import (
-    GateResult,
-    smoke_covers,
-)
+from moka_images.plan.promotion import GateResult, smoke_covers
 from moka_images.smoke.report import predicate
 from moka_images.stages import keys, registries
 from moka_images.stages.promote.inventory import Source, attestation_digests, predicate_key

@@ -17,10 +17,7 @@ from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
 from moka_images.models import Digest, Environment, ImageRef
 from moka_images.plan.graph import BuildTag
-from moka_images.plan.promotion import (
-    Candidate,
-    Inventory,
-)
+from moka_images.plan.promotion import Candidate, Inventory
 from moka_images.stages.images import created_at, platforms_of, read_inventory, resolve
 
 

@@ -11,16 +11,11 @@ from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError, GateFailed
 from moka_images.models import Environment
 from moka_images.plan.graph import BuildTag
-from moka_images.plan.promotion import (
-    GateResult,
-    Inventory,
-    PromotionDecision,
-    decide,
-    decide_rollback,
-)
+from moka_images.plan.promotion import GateResult, Inventory, PromotionDecision, decide, decide_rollback
 from moka_images.stages import registries
+from moka_images.stages.images import read_inventory
 from moka_images.stages.promote.gates import world_gates
-from moka_images.stages.promote.inventory import Source, find_source, read_inventory
+from moka_images.stages.promote.inventory import Source, find_source
 
 
 @dataclass(frozen=True)

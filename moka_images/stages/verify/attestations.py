@@ -21,13 +21,8 @@ from moka_images import log
 from moka_images.adapters import cosign
 from moka_images.config.settings import Settings
 from moka_images.errors import ServiceError
-from moka_images.models import Digest, Environment, ImageRef
+from moka_images.models import PROMOTION_TYPE, SBOM_TYPE, SCAN_TYPE, SMOKE_TYPE, Digest, Environment, ImageRef
 from moka_images.stages import keys, registries
-
-SBOM_TYPE = "https://cyclonedx.org/bom"
-SCAN_TYPE = "https://moka-images.dev/attestations/scan/v1"
-SMOKE_TYPE = "https://moka-images.dev/attestations/smoke/v1"
-PROMOTION_TYPE = "https://moka-images.dev/attestations/promotion/v1"
 
 
 class AttestationKind(StrEnum):
@@ -104,7 +99,8 @@ class Audit:
 
 def trusted_keys(environment: Environment) -> list[Environment]:
     """Whose keys vouch for attestations in `environment`: its own, then each earlier one's."""
-    chain, current = [], environment
+    chain: list[Environment] = []
+    current: Environment | None = environment
     while current is not None:
         chain.append(current)
         current = current.previous

@@ -30,8 +30,6 @@ from moka_images.stages import registries
 from moka_images.stages.images import platforms_of
 from moka_images.stages.verify.dbmirror import ensure_databases, trivy_env
 
-SCAN_PREDICATE_TYPE = "https://moka-images.dev/attestations/scan/v1"
-
 
 @dataclass(frozen=True)
 class ImageScan:
@@ -136,7 +134,7 @@ def _shown(settings: Settings, path: Path) -> str:
 
 
 def scan_predicate(result: ImageScan, verdict: Verdict) -> dict[str, Any]:
-    """The predicate (type SCAN_PREDICATE_TYPE) that signing attests on the index digest."""
+    """The predicate (type `models.SCAN_TYPE`) that signing attests on the index digest."""
     db = result.reports[0].db if result.reports else None
     return {
         "image": str(result.image),

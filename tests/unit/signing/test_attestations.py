@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from moka_images import models
 from moka_images.adapters import cosign
 from moka_images.models import Digest, Environment
 from moka_images.stages.verify import attestations as att
@@ -29,7 +30,7 @@ def test_predicate_types() -> None:
     assert att.predicate_type("smoke") == "https://moka-images.dev/attestations/smoke/v1"
     assert att.predicate_type("promotion") == "https://moka-images.dev/attestations/promotion/v1"
     assert att.cosign_type("sbom") == "cyclonedx"
-    assert att.cosign_type("promotion") == att.PROMOTION_TYPE
+    assert att.cosign_type("promotion") == models.PROMOTION_TYPE
     assert att.kind_of("https://moka-images.dev/attestations/smoke/v1") is att.AttestationKind.SMOKE
     assert att.kind_of("https://slsa.dev/provenance/v1") is None
     with pytest.raises(ValueError):
@@ -42,18 +43,18 @@ def test_trust_runs_back_to_test() -> None:
 
 
 def test_only_what_a_trusted_key_verified_is_valid() -> None:
-    verified = {Environment.TEST: {att.SBOM_TYPE: _verified()}}
+    verified = {Environment.TEST: {models.SBOM_TYPE: _verified()}}
     audit = att.sort_envelopes(_stored(), DIGEST, None, verified, [Environment.TEST])
     assert [(a.kind, a.signer) for a in audit.valid] == [(att.AttestationKind.SBOM, Environment.TEST)]
     assert audit.valid[0].predicate["components"] == [{"name": "a"}, {"name": "b"}]
     assert sorted(r.predicate_type for r in audit.rejected) == sorted(
-        [att.SBOM_TYPE, att.SBOM_TYPE, att.SCAN_TYPE, att.SMOKE_TYPE])
+        [models.SBOM_TYPE, models.SBOM_TYPE, models.SCAN_TYPE, models.SMOKE_TYPE])
     assert all(r.reason == "no signature by the key of test" for r in audit.rejected)
 
 
 def test_signer_is_the_first_trusted_key_that_verified() -> None:
     good = _verified()
-    verified = {Environment.DEV: {}, Environment.TEST: {att.SBOM_TYPE: good}}
+    verified = {Environment.DEV: {}, Environment.TEST: {models.SBOM_TYPE: good}}
     audit = att.sort_envelopes(good, DIGEST, att.AttestationKind.SBOM, verified, [Environment.DEV, Environment.TEST])
     assert [a.signer for a in audit.valid] == [Environment.TEST]
     assert audit.rejected == ()
@@ -62,11 +63,11 @@ def test_signer_is_the_first_trusted_key_that_verified() -> None:
 def test_kind_filter_leaves_other_kinds_out_entirely() -> None:
     audit = att.sort_envelopes(_stored(), DIGEST, att.AttestationKind.SCAN, {}, [Environment.TEST])
     assert audit.valid == ()
-    assert [r.predicate_type for r in audit.rejected] == [att.SCAN_TYPE]
+    assert [r.predicate_type for r in audit.rejected] == [models.SCAN_TYPE]
 
 
 def test_an_attestation_about_another_digest_is_rejected() -> None:
-    verified = {Environment.TEST: {att.SBOM_TYPE: _verified()}}
+    verified = {Environment.TEST: {models.SBOM_TYPE: _verified()}}
     audit = att.sort_envelopes(_verified(), OTHER, None, verified, [Environment.TEST])
     assert audit.valid == ()
     assert "not sha256:1111" in audit.rejected[0].reason

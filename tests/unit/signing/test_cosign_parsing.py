@@ -10,8 +10,7 @@ import pytest
 
 from moka_images.adapters import cosign
 from moka_images.errors import ServiceError
-from moka_images.models import Digest
-from moka_images.stages.verify.attestations import SBOM_TYPE, SCAN_TYPE, SMOKE_TYPE
+from moka_images.models import SBOM_TYPE, SCAN_TYPE, SMOKE_TYPE, Digest
 
 DATA = Path(__file__).parent / "data"
 DIGEST = Digest("sha256:8718b0744ab742bd947ed59cdde763d99ace2387b9d0d4b152391d1cf11d3ce2")
