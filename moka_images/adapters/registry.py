@@ -110,7 +110,7 @@ class RegistryClient:
                 retry_error=lambda exc: isinstance(exc, requests.ConnectionError) and rewindable,
                 retry_result=lambda s: s.logged_in or (s.resp.status_code in _RETRY_STATUS and rewindable),
                 # a challenge we just logged in for is resent at once, and uses up an attempt as any retry
-                asked=lambda s: 0.0 if s.logged_in else retry_after(s.resp.headers.get("Retry-After")))
+                asked=lambda s: 0.0 if s.logged_in else _asked(s.resp))
         except requests.ConnectionError as exc:
             raise ServiceError(f"registry {self.registry} is not reachable: {exc.__class__.__name__}",
                                "is the stack up? `moka-images dev up`") from exc
@@ -271,7 +271,7 @@ class RegistryClient:
         done = self._policy(self.retries + 1 if replayable else 1).call(
             upload,
             retry_result=lambda r: isinstance(r, ServiceError) or r.status_code in (*_RETRY_STATUS, 404),
-            asked=lambda r: None if isinstance(r, ServiceError) else retry_after(r.headers.get("Retry-After")))
+            asked=lambda r: None if isinstance(r, ServiceError) else _asked(r))
         if isinstance(done, ServiceError):
             raise done
         self._check(done, f"upload blob {digest.short} to {repository}")
@@ -320,6 +320,10 @@ class _Sent:
 
     resp: requests.Response
     logged_in: bool
+
+
+def _asked(resp: requests.Response) -> float | None:
+    return retry_after(resp.headers.get("Retry-After"))
 
 
 def _rewindable(kw: dict[str, Any]) -> bool:

@@ -32,7 +32,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return slept
 
 
-def answer(status: int, body: bytes = b"", **headers: str) -> requests.Response:
+def answer(status: int, *, body: bytes = b"", **headers: str) -> requests.Response:
     resp = requests.Response()
     resp.status_code, resp._content = status, body
     resp.headers.update(headers)
@@ -56,7 +56,7 @@ class Session:
         return step
 
     def get(self, url: str, **kw: Any) -> requests.Response:
-        return answer(200 if self.token else 401, b'{"token": "%s"}' % (self.token or "").encode())
+        return answer(200 if self.token else 401, body=b'{"token": "%s"}' % (self.token or "").encode())
 
 
 def client(session: Session, retries: int = 5) -> RegistryClient:
@@ -125,7 +125,8 @@ def test_retry_false_is_one_attempt(sleeps: list[float]) -> None:
 
 def test_a_bearer_challenge_logs_in_and_sends_again_at_once(sleeps: list[float]) -> None:
     challenge = 'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a:pull"'
-    session = Session(answer(401, **{"WWW-Authenticate": challenge}), answer(200, b'{"tags": ["v1"]}'), token="t0ken")
+    session = Session(answer(401, **{"WWW-Authenticate": challenge}), answer(200, body=b'{"tags": ["v1"]}'),
+                      token="t0ken")
     assert client(session).list_tags("a") == ["v1"]
     first, second = session.sent
     assert first[2]["Authorization"].startswith("Basic ") and second[2]["Authorization"] == "Bearer t0ken"
