@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from observability_support import parse_exposition as parse
+from prometheus_client import CollectorRegistry, generate_latest
 
 from moka_images import cli, log, metrics, osbase, registries
+from moka_images.adapters import telemetry
 from moka_images.models import Digest
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -193,3 +197,77 @@ def test_image_bytes_is_config_plus_layers() -> None:
                 "layers": [{"digest": "sha256:l1", "size": 1000}, {"digest": "sha256:l2", "size": 24}]}
     assert metrics.image_bytes(manifest) == 1124
     assert metrics.image_bytes({"manifests": []}) == 0
+
+
+class Sender:
+    """A stand-in for adapters/telemetry: records what it is given, fails when told to."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.fail = fail
+        self.pushed: list[tuple[str, str, dict[str, str], str]] = []
+        self.exported: list[tuple[str, dict[str, Any]]] = []
+
+    def push(self, gateway: str, job: str, grouping: Mapping[str, str], registry: CollectorRegistry) -> None:
+        if self.fail:
+            raise self.fail
+        self.pushed.append((gateway, job, dict(grouping), generate_latest(registry).decode()))
+
+    def export_spans(self, endpoint: str, document: Mapping[str, Any]) -> None:
+        if self.fail:
+            raise self.fail
+        self.exported.append((endpoint, dict(document)))
+
+
+def test_finish_sends_to_every_configured_sink(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MOKA_METRICS_PUSH", "http://gw.example:9091")
+    monkeypatch.setenv("MOKA_OTLP_ENDPOINT", "http://otel.example:4318")
+    metrics.configure(tmp_path / "m.prom")
+    metrics.start_command("db mirror")
+    with log.step("mirror"):
+        pass
+    sender = Sender()
+    assert metrics.finish_command(0, sender) == []
+    text = (tmp_path / "m.prom").read_text()
+    assert sender.pushed == [("http://gw.example:9091", "moka-images", {"command": "db-mirror"}, text)]
+    ((endpoint, doc),) = sender.exported
+    assert endpoint == "http://otel.example:4318"
+    (resource,) = doc["resourceSpans"]
+    assert {"key": "moka.command", "value": {"stringValue": "db mirror"}} in resource["resource"]["attributes"]
+    assert {s["name"] for s in resource["scopeSpans"][0]["spans"]} == {"mirror", "moka-images db mirror"}
+
+
+@pytest.mark.parametrize("failure", [OSError("connection refused"), ValueError("unknown url type: 'gw'")])
+def test_a_failing_sink_is_a_problem_not_a_failure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                   failure: Exception) -> None:
+    monkeypatch.setenv("MOKA_METRICS_PUSH", "gw")
+    monkeypatch.setenv("MOKA_OTLP_ENDPOINT", "http://otel.example")
+    metrics.configure(tmp_path / "m.prom")
+    metrics.start_command("plan")
+    assert metrics.finish_command(0, Sender(failure)) == [
+        f"could not send metrics to Pushgateway gw: {failure}",
+        f"could not send metrics to OTLP endpoint http://otel.example: {failure}"]
+    assert (tmp_path / "m.prom").exists()
+
+
+def test_finish_uses_the_telemetry_adapter_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    pushed: list[str] = []
+    monkeypatch.setattr(telemetry, "push", lambda gateway, *args: pushed.append(gateway))
+    monkeypatch.setenv("MOKA_METRICS_PUSH", "http://gw.example")
+    metrics.start_command("plan")
+    assert metrics.finish_command(0) == [] and pushed == ["http://gw.example"]
+
+
+def test_counters_are_named_as_the_text_format_names_them() -> None:
+    with pytest.raises(ValueError, match="must end in _total"):
+        metrics.Metric("moka_things", "counter", "x", ())
+
+
+def test_every_metric_of_the_catalogue_comes_out_as_declared() -> None:
+    record = {"counter": metrics.count, "gauge": metrics.set_gauge, "summary": metrics.observe}
+    for metric in metrics.CATALOGUE:
+        record[metric.kind](metric, 1, **{label: "x" for label in metric.labels})
+    families, samples = parse(metrics.exposition())
+    assert families == {metric.name.removesuffix("_total"): (metric.help, metric.kind) for metric in metrics.CATALOGUE}
+    assert {name for name, _, _ in samples} == {
+        *(m.name for m in metrics.CATALOGUE if m.kind != "summary"),
+        *(f"{m.name}_{part}" for m in metrics.CATALOGUE if m.kind == "summary" for part in ("sum", "count"))}
