@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from moka_images import commands, log, metrics
+from moka_images.adapters import telemetry
 from moka_images.errors import MokaError
 
 
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("interrupted; a rerun picks up where this stopped")
         code = 130
     finally:
-        for problem in metrics.finish_command(code):
+        for problem in metrics.finish_command(code, telemetry):
             log.warn(problem)
     return code
 

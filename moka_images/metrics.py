@@ -1,36 +1,35 @@
 """Metrics and traces of one run: step durations, bytes copied, image sizes, findings, gate outcomes.
 
-Collected in memory while a command runs (`log.step` feeds every step in as a span and a duration), then,
-when the command ends, written where configured and nowhere else:
+Collected in memory while a command runs (`log.step` feeds every step in as a span and a duration), in a
+prometheus_client registry of its own, then, when the command ends, written where configured and nowhere else:
   - Prometheus text exposition format to a file (`--metrics-file`, MOKA_METRICS_FILE; written atomically, so
     node_exporter's textfile collector never reads half a file),
-  - the same text pushed to a Pushgateway (MOKA_METRICS_PUSH, its base URL), grouped by command,
+  - the same metrics pushed to a Pushgateway (MOKA_METRICS_PUSH, its base URL), grouped by command,
   - OpenTelemetry spans over OTLP/HTTP with the JSON encoding (MOKA_OTLP_ENDPOINT, the collector's base URL).
 Stages call `count`, `set_gauge` and `observe` with one of the metrics declared here: the catalogue is the
-one place that names them, so dashboards and code cannot drift apart.
+one place that names them, so dashboards and code cannot drift apart. The network sends are a `Sender`'s
+(adapters/telemetry.py); this module decides what goes where.
 """
 
 from __future__ import annotations
 
 import contextvars
-import math
 import os
 import re
 import secrets
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-import requests
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Summary, generate_latest, write_to_textfile
 
 SERVICE = "moka-images"
 SCOPE = "moka_images"  # the instrumentation scope: the package that makes the spans
-EXPORT_TIMEOUT = 10.0
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -47,6 +46,9 @@ class Metric:
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name) or not all(_LABEL_RE.match(label) for label in self.labels):
             raise ValueError(f"invalid metric or label name in {self.name}{self.labels}")
+        if self.kind == "counter" and not self.name.endswith("_total"):
+            # the text format names a counter <name>_total whatever it was declared as
+            raise ValueError(f"counter {self.name} must end in _total")
 
 
 STEP_SECONDS = Metric("moka_step_duration_seconds", "summary", "Time spent in each step, by stage and outcome.",
@@ -85,33 +87,38 @@ class _Open:
     stage: str
 
 
+_KINDS: dict[str, type[Counter | Gauge | Summary]] = {"counter": Counter, "gauge": Gauge, "summary": Summary}
+# Counters and summaries would also expose `<name>_created` series (when each series began): a run's metrics
+# are written once, at its end, and the series were never part of our output.
+prometheus_client.disable_created_metrics()
+
+
 @dataclass
 class Collector:
-    """Samples and spans of one process; thread-safe, since builds and copies run in worker threads."""
+    """Samples and spans of one command run; thread-safe, since builds and copies run in worker threads.
 
-    values: dict[Metric, dict[tuple[str, ...], list[float]]] = field(default_factory=dict)
+    A metric joins the run's registry when its first sample comes, so the output holds only what was recorded.
+    """
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     spans: list[Span] = field(default_factory=list)
     trace_id: str = field(default_factory=lambda: secrets.token_hex(16))
     root: _Open | None = None
     root_name: str = ""
     root_start_ns: int = 0
+    _families: dict[Metric, Counter | Gauge | Summary] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def _key(self, metric: Metric, labels: Mapping[str, object]) -> tuple[str, ...]:
+    def series(self, metric: Metric, labels: Mapping[str, object]) -> Any:
+        """The one series of `metric` with these labels (all of its labels, no others), to inc, set or observe."""
         if set(labels) != set(metric.labels):
             raise ValueError(f"{metric.name} takes labels {', '.join(metric.labels)}, got {', '.join(labels)}")
-        return tuple(str(labels[name]) for name in metric.labels)
-
-    def add(self, metric: Metric, value: float, labels: Mapping[str, object], how: str) -> None:
-        """Record one sample: `inc` a counter, `set` a gauge, `observe` into a summary's sum and count."""
-        key = self._key(metric, labels)
         with self._lock:
-            slot = self.values.setdefault(metric, {}).setdefault(key, [0.0, 0.0])
-            if how == "set":
-                slot[0] = value
-            else:
-                slot[0] += value
-                slot[1] += 1
+            family = self._families.get(metric)
+            if family is None:
+                family = _KINDS[metric.kind](metric.name, metric.help, metric.labels, registry=self.registry)
+                self._families[metric] = family
+        return family.labels(*(str(labels[name]) for name in metric.labels)) if metric.labels else family
 
     def finish(self, span: Span) -> None:
         """Keep a finished span for export."""
@@ -141,21 +148,21 @@ def count(metric: Metric, amount: float = 1, **labels: object) -> None:
     """Add to a counter."""
     if metric.kind != "counter" or amount < 0:
         raise ValueError(f"{metric.name} is a {metric.kind}; counters only go up")
-    _collector.add(metric, float(amount), labels, "inc")
+    _collector.series(metric, labels).inc(amount)
 
 
 def set_gauge(metric: Metric, value: float, **labels: object) -> None:
     """Set a gauge to its current value."""
     if metric.kind != "gauge":
         raise ValueError(f"{metric.name} is a {metric.kind}, not a gauge")
-    _collector.add(metric, float(value), labels, "set")
+    _collector.series(metric, labels).set(value)
 
 
 def observe(metric: Metric, value: float, **labels: object) -> None:
     """Add one observation (a duration, a size) to a summary."""
     if metric.kind != "summary":
         raise ValueError(f"{metric.name} is a {metric.kind}, not a summary")
-    _collector.add(metric, float(value), labels, "observe")
+    _collector.series(metric, labels).observe(value)
 
 
 def gate(name: str, env: str, image: str, passed: bool) -> None:
@@ -207,45 +214,9 @@ def span(name: str, **attributes: object) -> Iterator[None]:
 # ---- Prometheus text format --------------------------------------------------------------------
 
 
-def escape_label(value: str) -> str:
-    """A label value as the text format wants it: backslash, double quote and newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    """A sample value: integers without a fraction, and the format's spellings of infinities and NaN."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
-
-
-def _labels(metric: Metric, key: Sequence[str]) -> str:
-    pairs = ",".join(f'{n}="{escape_label(v)}"' for n, v in zip(metric.labels, key, strict=True))
-    return "{" + pairs + "}" if pairs else ""
-
-
 def exposition(c: Collector | None = None) -> str:
-    """Every sample in the Prometheus text exposition format (version 0.0.4), metrics in catalogue order."""
-    c = c or _collector
-    lines: list[str] = []
-    with c._lock:
-        values = {m: dict(samples) for m, samples in c.values.items()}
-    for metric in sorted(values, key=lambda m: (CATALOGUE.index(m) if m in CATALOGUE else len(CATALOGUE), m.name)):
-        lines += [f"# HELP {metric.name} {_escape_help(metric.help)}", f"# TYPE {metric.name} {metric.kind}"]
-        for key, (total, n) in sorted(values[metric].items()):
-            labels = _labels(metric, key)
-            if metric.kind == "summary":
-                lines += [f"{metric.name}_sum{labels} {format_value(total)}",
-                          f"{metric.name}_count{labels} {format_value(n)}"]
-            else:
-                lines.append(f"{metric.name}{labels} {format_value(total)}")
-    return "\n".join(lines) + "\n" if lines else ""
+    """Every sample in the Prometheus text exposition format (version 0.0.4); empty if none was recorded."""
+    return generate_latest((c or _collector).registry).decode()
 
 
 # ---- OTLP/HTTP JSON ----------------------------------------------------------------------------
@@ -281,29 +252,26 @@ def configure(metrics_file: Path | None) -> None:
     _metrics_file = metrics_file
 
 
-def write_file(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step (write beside it, then rename)."""
+class Sender(Protocol):
+    """What carries metrics and spans off the machine: adapters/telemetry.py, or a stand-in in tests.
+
+    Each call raises OSError (or ValueError, for an address it cannot use) when its sink is not reached.
+    """
+
+    def push(self, gateway: str, job: str, grouping: Mapping[str, str], registry: CollectorRegistry) -> None:
+        """Replace the Pushgateway group `job` + `grouping` with the registry's metrics."""
+
+    def export_spans(self, endpoint: str, document: Mapping[str, Any]) -> None:
+        """Send an OTLP JSON document to an OTLP/HTTP collector."""
+
+
+def write_file(path: Path, registry: CollectorRegistry) -> None:
+    """Replace `path` with the registry's metrics in one step (written beside it, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_to_textfile(str(path), registry)
 
 
-def push(gateway: str, command: str, text: str) -> None:
-    """PUT the metrics to a Pushgateway under job=moka-images, command=<command> (replacing that group)."""
-    url = f"{gateway.rstrip('/')}/metrics/job/{SERVICE}/command/{urllib.parse.quote(command, safe='')}"
-    resp = requests.put(url, data=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4"},
-                        timeout=EXPORT_TIMEOUT)
-    resp.raise_for_status()
-
-
-def export_spans(endpoint: str, document: Mapping[str, Any]) -> None:
-    """POST spans to an OTLP/HTTP collector: `<endpoint>/v1/traces`, JSON encoded."""
-    resp = requests.post(f"{endpoint.rstrip('/')}/v1/traces", json=document, timeout=EXPORT_TIMEOUT)
-    resp.raise_for_status()
-
-
-def finish_command(exit_code: int) -> list[str]:
+def finish_command(exit_code: int, sender: Sender) -> list[str]:
     """Close the root span, record the command's time, and send everything where configured.
 
     A sink that fails never changes the command's outcome: the problems are returned for the CLI to warn about.
@@ -317,19 +285,21 @@ def finish_command(exit_code: int) -> list[str]:
                       None if exit_code == 0 else f"exit code {exit_code}"))
         c.root = None
     problems = []
-    text = exposition(c)
     target = _metrics_file or (Path(os.environ["MOKA_METRICS_FILE"]) if os.environ.get("MOKA_METRICS_FILE") else None)
+    gateway, endpoint = os.environ.get("MOKA_METRICS_PUSH"), os.environ.get("MOKA_OTLP_ENDPOINT")
     sinks: list[tuple[str, Callable[[], None]]] = []
     if target:
-        sinks.append((f"metrics file {target}", lambda: write_file(target, text)))
-    if gateway := os.environ.get("MOKA_METRICS_PUSH"):
-        sinks.append((f"Pushgateway {gateway}", lambda: push(gateway, c.root_name.replace(" ", "-") or "-", text)))
-    if endpoint := os.environ.get("MOKA_OTLP_ENDPOINT"):
+        sinks.append((f"metrics file {target}", lambda: write_file(target, c.registry)))
+    if gateway:
+        group = {"command": c.root_name.replace(" ", "-") or "-"}
+        sinks.append((f"Pushgateway {gateway}", lambda: sender.push(gateway, SERVICE, group, c.registry)))
+    if endpoint:
         resource = {"service.name": SERVICE, "moka.command": c.root_name}
-        sinks.append((f"OTLP endpoint {endpoint}", lambda: export_spans(endpoint, otlp_document(c.spans, resource))))
+        sinks.append((f"OTLP endpoint {endpoint}",
+                      lambda: sender.export_spans(endpoint, otlp_document(c.spans, resource))))
     for what, send in sinks:
         try:
             send()
-        except (OSError, requests.RequestException) as exc:
+        except (OSError, ValueError) as exc:  # requests' and urllib's errors are OSErrors; a bad URL, ValueError
             problems.append(f"could not send metrics to {what}: {exc}")
     return problems

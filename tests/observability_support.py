@@ -1,47 +1,33 @@
-"""Helpers for the observability tests: a strict reader of Prometheus' text format, and an HTTP server on
+"""Helpers for the observability tests: a reader of Prometheus' text format, and an HTTP server on
 loopback that records what it is sent (a stand-in Pushgateway and OTLP collector)."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
-_LABEL = re.compile(r'(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"(?:,|$)')
+from prometheus_client.parser import text_string_to_metric_families
 
-Sample = tuple[str, dict[str, str], str]
+Sample = tuple[str, dict[str, str], float]
 
 
 def parse_exposition(text: str) -> tuple[dict[str, tuple[str, str]], list[Sample]]:
-    """(HELP and TYPE per family, samples with their labels unescaped); fails on any malformed line."""
-    families: dict[str, tuple[str, str]] = {}
-    helps: dict[str, str] = {}
-    samples: list[Sample] = []
+    """(HELP and TYPE per family, samples with their labels unescaped), as prometheus_client's own parser reads
+    the text: an oracle independent of the code that wrote it. Fails on any malformed line or untyped sample.
+
+    The parser names families as OpenMetrics does: a counter `x_total` is family `x`, its samples `x_total`.
+    """
     assert text.endswith("\n"), "the exposition ends with a newline"
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name, _, help_text = line[7:].partition(" ")
-            helps[name] = help_text
-        elif line.startswith("# TYPE "):
-            name, _, kind = line[7:].partition(" ")
-            assert name in helps, f"TYPE before HELP for {name}"
-            families[name] = (helps[name], kind)
-        else:
-            m = _SAMPLE.match(line)
-            assert m, f"not a sample line: {line!r}"
-            labels, raw, pos = {}, m["labels"] or "", 0
-            while pos < len(raw):
-                lm = _LABEL.match(raw, pos)
-                assert lm, f"bad labels in {line!r} at {raw[pos:]!r}"
-                labels[lm["name"]] = re.sub(r"\\(.)", lambda e: "\n" if e[1] == "n" else e[1], lm["value"])
-                pos = lm.end()
-            family = re.sub(r"_(sum|count)$", "", m["name"])
-            assert m["name"] in families or family in families, f"sample {m['name']} without HELP/TYPE"
-            samples.append((m["name"], labels, m["value"]))
+    families: dict[str, tuple[str, str]] = {}
+    samples: list[Sample] = []
+    for family in text_string_to_metric_families(text):
+        assert family.type != "unknown", f"samples of {family.name} without HELP/TYPE"
+        assert family.name not in families, f"{family.name} is declared twice"
+        families[family.name] = (family.documentation, family.type)
+        samples += [(s.name, s.labels, float(s.value)) for s in family.samples]
     return families, samples
 
 

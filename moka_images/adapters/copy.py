@@ -13,17 +13,19 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import requests
 import urllib3
 
-from moka_images import log
 from moka_images.adapters.registry import Manifest, RegistryClient, digest_of
+from moka_images.adapters.retry import Policy
 from moka_images.errors import MokaError, ServiceError
 from moka_images.models import Digest
 
 BLOB_ATTEMPTS = 4
+_BLOB_RETRY = Policy(BLOB_ATTEMPTS, first=0.5, cap=8.0)
+_TRANSIENT = (ServiceError, requests.RequestException, urllib3.exceptions.HTTPError)
 _EMPTY_CREATED = "0001-01-01T00:00:00Z"  # what cosign writes in its signature images' configs
 
 
@@ -115,18 +117,18 @@ def copy_blob(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo:
     if src.registry == dst.registry and src_repo != dst_repo and dst.mount_blob(dst_repo, blob.digest, src_repo):
         stats.count("blobs_mounted")
         return
-    for attempt in range(BLOB_ATTEMPTS):
-        try:
-            with src.open_blob(src_repo, blob.digest) as resp:
-                dst.push_blob(dst_repo, resp.raw, blob.digest, blob.size)
-            stats.count("blobs_copied", blob.size)
-            return
-        except (ServiceError, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            if attempt == BLOB_ATTEMPTS - 1:
-                raise ServiceError(f"copying blob {blob.digest.short} to {dst.registry}/{dst_repo} failed "
-                                   f"{BLOB_ATTEMPTS} times: {exc}", "run the promotion again; it resumes") from exc
-            log.warn(f"blob {blob.digest.short}: {exc.__class__.__name__}; retrying", attempt=attempt + 1)
-            time.sleep(min(8.0, 0.5 * 2**attempt))
+
+    def stream() -> None:
+        with src.open_blob(src_repo, blob.digest) as resp:
+            dst.push_blob(dst_repo, cast(BinaryIO, resp.raw), blob.digest, blob.size)  # urllib3's stream is one
+
+    try:
+        _BLOB_RETRY.call(stream, retry_error=lambda exc: isinstance(exc, _TRANSIENT),
+                         warn=lambda exc: f"blob {blob.digest.short}: {exc.__class__.__name__}; retrying")
+    except _TRANSIENT as exc:
+        raise ServiceError(f"copying blob {blob.digest.short} to {dst.registry}/{dst_repo} failed "
+                           f"{BLOB_ATTEMPTS} times: {exc}", "run the promotion again; it resumes") from exc
+    stats.count("blobs_copied", blob.size)
 
 
 def _copy_blobs(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, blobs: Sequence[Blob],
@@ -243,7 +245,7 @@ def set_tags(dst: RegistryClient, repository: str, digest: Digest, tags: Sequenc
     if missing:
         raise ServiceError(f"{dst.registry}/{repository}@{digest.short} is incomplete (missing {', '.join(missing)})",
                            "run the promotion again to finish the copy")
-    moved = []
+    moved: list[str] = []
     for item in tags:
         now = dst.head_manifest(repository, item.tag)
         if now == digest:

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from moka_images.adapters import run
 from moka_images.adapters.registry import RegistryClient
+from moka_images.adapters.retry import Policy
 from moka_images.errors import CommandFailed, ServiceError
 from moka_images.models import Digest, ImageRef
 
@@ -32,7 +32,7 @@ DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
 _NOTHING_VALID = ("no signatures found", "no matching signatures", "no signatures associated",
                   "found no attestations", "no matching attestations", "none of the attestations matched")
 _TIMEOUT = 300.0
-_ATTEMPTS, _BACKOFF = 4, 1.0  # a transient registry failure: tries in all, first wait (doubling)
+_RETRY = Policy(attempts=4, first=1.0)  # a transient registry failure: waits of 1, 2 and 4 s
 
 
 def is_kms(key: str) -> bool:
@@ -202,11 +202,8 @@ def is_transient(output: str) -> bool:
 
 def _call(argv: list[str], opts: Options, *, check: bool = True) -> run.Completed:
     """Run cosign; a failure on a throttled or failing registry is retried with backoff (cosign does not)."""
-    for attempt in range(_ATTEMPTS):
-        done = run.call(argv, env=dict(opts.env), timeout=_TIMEOUT, check=False)
-        if done.returncode == 0 or attempt == _ATTEMPTS - 1 or not is_transient(done.stderr):
-            break
-        time.sleep(_BACKOFF * 2 ** attempt)
+    done = _RETRY.call(lambda: run.call(argv, env=dict(opts.env), timeout=_TIMEOUT, check=False),
+                       retry_result=lambda d: d.returncode != 0 and is_transient(d.stderr))
     if check and done.returncode != 0:
         raise CommandFailed(done.argv, done.returncode, "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:]),
                             "cosign reads registry logins from the docker config; keys come from moka.yaml")

@@ -6,15 +6,14 @@ import base64
 import hashlib
 import json
 import os
-import random
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import requests
 
+from moka_images.adapters.retry import Policy, retry_after
 from moka_images.errors import ServiceError
 from moka_images.models import Digest, Platform
 
@@ -84,7 +83,7 @@ class RegistryClient:
                  *, retries: int = 5, timeout: float = 60.0) -> None:
         self.registry = registry
         self.base = f"{'http' if is_local(registry) else 'https'}://{registry}"
-        self._creds = (username, password) if username else None
+        self._creds = (username, password or "") if username else None
         self._session = requests.Session()
         self._session.trust_env = False  # never route loopback traffic through a proxy
         self._bearer: dict[str, str] = {}
@@ -96,28 +95,31 @@ class RegistryClient:
                  **kw: Any) -> requests.Response:
         url = url if url.startswith("http") else self.base + url
         kw.setdefault("timeout", self.timeout)
-        retries = self.retries if retry else 0
-        for attempt in range(retries + 1):
-            headers = dict(kw.pop("headers", None) or {})
+        given = kw.pop("headers", None) or {}
+        rewindable = _rewindable(kw)
+
+        def send() -> _Sent:
+            headers = dict(given)
             self._authorize(headers, scope)
-            try:
-                resp = self._session.request(method, url, headers=headers, **kw)
-            except requests.ConnectionError as exc:
-                if attempt == retries or not _rewindable(kw):
-                    raise ServiceError(f"registry {self.registry} is not reachable: {exc.__class__.__name__}",
-                                       "is the stack up? `moka-images dev up`") from exc
-                self._backoff(attempt, None)
-                kw["headers"] = headers
-                continue
-            if resp.status_code == 401 and self._login(resp, scope):
-                kw["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
-                continue
-            if resp.status_code in _RETRY_STATUS and attempt < retries and _rewindable(kw):
-                self._backoff(attempt, resp.headers.get("Retry-After"))
-                kw["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
-                continue
-            return resp
-        return resp
+            resp = self._session.request(method, url, headers=headers, **kw)
+            return _Sent(resp, resp.status_code == 401 and self._login(resp, scope))
+
+        try:
+            sent = self._policy(self.retries + 1 if retry else 1).call(
+                send,
+                retry_error=lambda exc: isinstance(exc, requests.ConnectionError) and rewindable,
+                retry_result=lambda s: s.logged_in or (s.resp.status_code in _RETRY_STATUS and rewindable),
+                # a challenge we just logged in for is resent at once, and uses up an attempt as any retry
+                asked=lambda s: 0.0 if s.logged_in else _asked(s.resp))
+        except requests.ConnectionError as exc:
+            raise ServiceError(f"registry {self.registry} is not reachable: {exc.__class__.__name__}",
+                               "is the stack up? `moka-images dev up`") from exc
+        return sent.resp
+
+    @staticmethod
+    def _policy(attempts: int) -> Policy:
+        """Waits from 0.25 s, doubling, at most 8 s, jittered (many copy workers share one registry)."""
+        return Policy(attempts, first=0.25, cap=8.0, jitter=True)
 
     def _authorize(self, headers: dict[str, str], scope: str) -> None:
         token = self._bearer.get(scope) or self._bearer.get("")
@@ -141,11 +143,6 @@ class RegistryClient:
         body = token_resp.json()
         self._bearer[scope] = body.get("token") or body.get("access_token", "")
         return True
-
-    @staticmethod
-    def _backoff(attempt: int, retry_after: str | None) -> None:
-        delay = float(retry_after) if retry_after and retry_after.isdigit() else min(8.0, 0.25 * 2**attempt)
-        time.sleep(delay * (0.5 + random.random() / 2))
 
     def _check(self, resp: requests.Response, what: str) -> None:
         if resp.status_code == 401:
@@ -254,30 +251,32 @@ class RegistryClient:
         # A failed PUT leaves its upload session unusable, so every attempt opens a new one; a stream is
         # replayed from where it started when it can seek, otherwise the caller retries the whole blob.
         origin = None if isinstance(data, bytes) else (data.tell() if data.seekable() else None)
-        for attempt in range(self.retries + 1):
+        replayable = isinstance(data, bytes) or origin is not None
+
+        def upload() -> requests.Response | ServiceError:
+            if origin is not None and not isinstance(data, bytes):
+                data.seek(origin)
             start = self._request("POST", f"/v2/{repository}/blobs/uploads/", scope=repository)
-            self._check(start, f"start upload to {repository}")
+            self._check(start, f"start upload to {repository}")  # not retried here: _request did that
             location = _absolute(self.base, start.headers["Location"])
             sep = "&" if "?" in location else "?"
             body: Any = data if isinstance(data, bytes) else _Upload(data, size)
-            last = attempt == self.retries or (not isinstance(data, bytes) and origin is None)
             try:
-                resp = self._request("PUT", f"{location}{sep}digest={digest}", scope=repository, data=body,
+                return self._request("PUT", f"{location}{sep}digest={digest}", scope=repository, data=body,
                                      retry=False, headers={"Content-Type": "application/octet-stream",
                                                            "Content-Length": str(size)})
-            except ServiceError:
-                if last:
-                    raise
-                resp = None
-            if resp is not None and (resp.status_code < 400 or last or
-                                     resp.status_code not in (*_RETRY_STATUS, 404)):
-                self._check(resp, f"upload blob {digest.short} to {repository}")
-                self.bytes_sent += size
-                return digest
-            self._backoff(attempt, resp.headers.get("Retry-After") if resp is not None else None)
-            if origin is not None and not isinstance(data, bytes):
-                data.seek(origin)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            except ServiceError as exc:  # the registry went away mid-upload: worth another session
+                return exc
+
+        done = self._policy(self.retries + 1 if replayable else 1).call(
+            upload,
+            retry_result=lambda r: isinstance(r, ServiceError) or r.status_code in (*_RETRY_STATUS, 404),
+            asked=lambda r: None if isinstance(r, ServiceError) else _asked(r))
+        if isinstance(done, ServiceError):
+            raise done
+        self._check(done, f"upload blob {digest.short} to {repository}")
+        self.bytes_sent += size
+        return digest
 
     def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> Digest:
         """Store a manifest under a tag or its digest; returns its digest."""
@@ -313,6 +312,18 @@ def _cause(detail: Any) -> str:
         nested = [c for v in detail.values() if isinstance(v, dict) and (c := _cause(v))]
         return nested[0] if nested else json.dumps(detail, separators=(",", ":"))[:200]
     return ""
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """One request's answer, and whether it was a challenge we just logged in for (then resent at once)."""
+
+    resp: requests.Response
+    logged_in: bool
+
+
+def _asked(resp: requests.Response) -> float | None:
+    return retry_after(resp.headers.get("Retry-After"))
 
 
 def _rewindable(kw: dict[str, Any]) -> bool:

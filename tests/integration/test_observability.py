@@ -39,8 +39,8 @@ def test_plan_sends_metrics_to_the_file_the_pushgateway_and_spans_to_otlp(stack:
     text = target.read_text()
     families, samples = parse_exposition(text)
     assert families["moka_step_duration_seconds"][1] == "summary"
-    assert ("moka_step_duration_seconds_count", {"stage": "plan", "step": "plan", "outcome": "ok"}, "1") in samples
-    (command,) = [(labels, float(v)) for name, labels, v in samples if name == "moka_command_duration_seconds"]
+    assert ("moka_step_duration_seconds_count", {"stage": "plan", "step": "plan", "outcome": "ok"}, 1.0) in samples
+    (command,) = [(labels, v) for name, labels, v in samples if name == "moka_command_duration_seconds"]
     assert command[0] == {"command": "plan", "exit_code": "0"} and 0 < command[1] < 300
 
     pushes = [r for r in received if r.method == "PUT"]
@@ -91,7 +91,7 @@ def test_build_reports_sizes_per_arch_and_scan_reports_findings_and_its_verdict(
                         for s in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN", "SECRETS")}
     outcome = "passed" if done.returncode == 0 else "refused"
     assert ("moka_gate_outcomes_total", {"gate": "scan", "env": "test", "image": "spark-3.5", "outcome": outcome},
-            "1") in samples
+            1.0) in samples
     assert any(name == "moka_step_duration_seconds_count" and labels["stage"] == "trivy"
                for name, labels, _ in samples) or "reused cached scans" in done.stderr
 

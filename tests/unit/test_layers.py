@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "moka_images"
 BOTTOM = {"models", "errors", "log", "metrics", "findings"}
 MAY_IMPORT: dict[str, set[str]] = {
     "moka_images": set(),  # the package's face: its version
-    "cli": {"commands"},
+    "cli": {"commands", "adapters"},  # the composition root: it hands the telemetry sender to metrics
     "commands": {"stages", "smoke", "plan", "config", "trivydb"},  # devstack: only dev and doctor, below
     "devstack": {"stages", "adapters", "plan", "config"},
     "stages": {"smoke", "plan", "config", "adapters", "trivydb", "recipes"},
