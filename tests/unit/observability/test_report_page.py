@@ -6,7 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
-from moka_images.commands import report as report_page
+from moka_images.commands import report_page, svg_charts
 from moka_images.findings import DbVersion, ScanReport, SecretFinding, Severity, VulnFinding
 from moka_images.models import Digest, Environment, Platform
 from moka_images.stages import report, status
@@ -100,7 +100,7 @@ def test_plots_are_well_formed_svg_with_a_point_or_bar_per_value() -> None:
 
 
 def test_bars_stack_to_their_total_and_the_axis_is_whole() -> None:
-    svg = ET.fromstring(report_page.stacked_bars("t", ["a", "b"], {"CRITICAL": [1, 0], "HIGH": [2, 0]}, "findings"))
+    svg = ET.fromstring(svg_charts.stacked_bars("t", ["a", "b"], {"CRITICAL": [1, 0], "HIGH": [2, 0]}, "findings"))
     bars = [r for r in svg.iter("rect") if r.get("class") == "bar"]
     heights = [float(r.get("height")) for r in bars]
     top, bottom = 30.0, 260 - 44.0
@@ -125,5 +125,5 @@ def test_scan_points_count_a_finding_once_across_platforms_and_split_by_db() -> 
 
 
 def test_nice_axis_tops() -> None:
-    assert [report_page.nice_max(v) for v in (0, 1, 7, 830, 1060, 2600)] == [1, 1, 8, 1000, 1200, 3000]
-    assert [report_page.nice_max(v, whole=True) for v in (0, 3, 5, 13, 101)] == [4, 4, 8, 16, 120]
+    assert [svg_charts.nice_max(v) for v in (0, 1, 7, 830, 1060, 2600)] == [1, 1, 8, 1000, 1200, 3000]
+    assert [svg_charts.nice_max(v, whole=True) for v in (0, 3, 5, 13, 101)] == [4, 4, 8, 16, 120]
