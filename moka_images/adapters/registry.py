@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol, Self
 
 import requests
 
@@ -76,8 +76,69 @@ def is_local(registry: str) -> bool:
     return host in ("127.0.0.1", "localhost", "[::1]")
 
 
+class BlobStream(Protocol):
+    """A blob being read, closed by leaving the `with` block."""
+
+    @property
+    def raw(self) -> Any:
+        """A readable file object of the blob's bytes (urllib3's stream for the real client), read once."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *args: object) -> None: ...
+
+
+class Registry(Protocol):
+    """What the stages and the copy engine ask of a registry: the OCI distribution API as this program uses it.
+
+    `RegistryClient` is the real one; the unit tests run the stages against an in-memory one. What both keep:
+    a manifest is stored as its exact bytes under their sha256 digest, and a tag names one of them;
+    `head_manifest` answers None for what is absent where `get_manifest` raises; a blob or manifest pushed
+    under a digest that is not its own is refused; a registry may refuse a manifest whose blobs or child manifests are not in the
+    repository yet (distribution does), so writers go children first. Refusals and failures raise ServiceError.
+    """
+
+    @property
+    def registry(self) -> str:
+        """host[:port]: two clients with the same one reach the same storage (blobs can be mounted)."""
+
+    def list_tags(self, repository: str) -> list[str]:
+        """All tags of a repository (empty if the repository does not exist)."""
+
+    def catalog(self) -> list[str]:
+        """Repository names (local registries; ECR uses describe_repositories instead)."""
+
+    def head_manifest(self, repository: str, reference: str) -> Digest | None:
+        """Digest that a tag or digest points at, or None if absent."""
+
+    def get_manifest(self, repository: str, reference: str) -> Manifest:
+        """A manifest by tag or digest, as stored (ServiceError if absent)."""
+
+    def blob_exists(self, repository: str, digest: Digest) -> bool:
+        """Whether a blob is already in a repository."""
+
+    def open_blob(self, repository: str, digest: Digest) -> BlobStream:
+        """A blob to stream; the caller closes it (ServiceError if absent)."""
+
+    def get_blob(self, repository: str, digest: Digest) -> bytes:
+        """A small blob's bytes, verified against its digest."""
+
+    def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
+        """Cross-repository mount within this registry; False when the caller must upload instead."""
+
+    def push_blob(self, repository: str, data: bytes | BinaryIO, digest: Digest | None = None,
+                  size: int | None = None) -> Digest:
+        """Upload a blob (bytes, or a file object with its digest and size) unless it is already there."""
+
+    def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> Digest:
+        """Store a manifest under a tag or its digest; returns its digest."""
+
+
 class RegistryClient:
-    """One registry, one set of credentials; retries 429/5xx with backoff; handles Basic and Bearer auth."""
+    """One registry, one set of credentials; retries 429/5xx with backoff; handles Basic and Bearer auth.
+
+    Implements `Registry` (structurally), plus `ping` and the bytes it uploaded.
+    """
 
     def __init__(self, registry: str, username: str | None = None, password: str | None = None,
                  *, retries: int = 5, timeout: float = 60.0) -> None:
