@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, cast
 import requests
 import urllib3
 
-from moka_images.adapters.registry import Manifest, RegistryClient, digest_of
+from moka_images.adapters.registry import Manifest, Registry, digest_of
 from moka_images.adapters.retry import Policy
 from moka_images.errors import MokaError, ServiceError
 from moka_images.models import Digest
@@ -74,7 +74,7 @@ def attachment_tags(tags: Iterable[str], digests: Iterable[Digest]) -> list[str]
     return sorted(t for t in tags if t.startswith(prefixes))
 
 
-def walk(client: RegistryClient, repository: str, digest: Digest) -> list[Manifest]:
+def walk(client: Registry, repository: str, digest: Digest) -> list[Manifest]:
     """The manifest at `digest` and everything it refers to, children before parents (the order to write)."""
     out: list[Manifest] = []
     seen: set[Digest] = set()
@@ -105,7 +105,7 @@ def blobs_of(manifests: Iterable[Manifest]) -> list[Blob]:
     return list(found.values())
 
 
-def copy_blob(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, blob: Blob,
+def copy_blob(src: Registry, src_repo: str, dst: Registry, dst_repo: str, blob: Blob,
               stats: CopyStats) -> None:
     """One blob, unless it is there: mounted when both repositories live in one registry, else streamed.
 
@@ -131,7 +131,7 @@ def copy_blob(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo:
     stats.count("blobs_copied", blob.size)
 
 
-def _copy_blobs(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, blobs: Sequence[Blob],
+def _copy_blobs(src: Registry, src_repo: str, dst: Registry, dst_repo: str, blobs: Sequence[Blob],
                 stats: CopyStats, workers: int) -> None:
     # Largest first, so the long uploads start early and the pool drains evenly.
     ordered = sorted(blobs, key=lambda b: -b.size)
@@ -145,7 +145,7 @@ def _copy_blobs(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_rep
         raise ServiceError(f"copying blobs to {dst.registry}/{dst_repo} failed: {first}") from first
 
 
-def _put_manifests(dst: RegistryClient, dst_repo: str, manifests: Sequence[Manifest], stats: CopyStats) -> None:
+def _put_manifests(dst: Registry, dst_repo: str, manifests: Sequence[Manifest], stats: CopyStats) -> None:
     for manifest in manifests:
         if dst.head_manifest(dst_repo, str(manifest.digest)) == manifest.digest:
             stats.count("manifests_present")
@@ -175,7 +175,7 @@ def merge_attachment(ours: Manifest, theirs: Manifest, config: dict[str, Any]) -
     return json.dumps(merged, separators=(",", ":")).encode(), config_raw
 
 
-def _copy_attachment(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, tag: str,
+def _copy_attachment(src: Registry, src_repo: str, dst: Registry, dst_repo: str, tag: str,
                      stats: CopyStats, workers: int) -> None:
     """Copy one cosign tag; if the target has its own version (another environment's signature), merge."""
     theirs = src.get_manifest(src_repo, tag)
@@ -198,7 +198,7 @@ def _copy_attachment(src: RegistryClient, src_repo: str, dst: RegistryClient, ds
     stats.attachments.append(tag)
 
 
-def copy_image(src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, digest: Digest, *,
+def copy_image(src: Registry, src_repo: str, dst: Registry, dst_repo: str, digest: Digest, *,
                workers: int = 4, attachments: bool = True) -> CopyStats:
     """Copy the image at `digest`, byte for byte, and (with `attachments`) its cosign signatures and attestations.
 
@@ -227,7 +227,7 @@ class TagSet:
     expected: Digest | None
 
 
-def set_tags(dst: RegistryClient, repository: str, digest: Digest, tags: Sequence[TagSet]) -> list[str]:
+def set_tags(dst: Registry, repository: str, digest: Digest, tags: Sequence[TagSet]) -> list[str]:
     """Point each tag at `digest`, in order, only once the image is complete there; returns the tags moved.
 
     Just before each move the tag is read again: if it no longer points where the plan saw it (and not yet at

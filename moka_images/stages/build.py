@@ -13,7 +13,7 @@ from pathlib import Path
 
 from moka_images import log, metrics
 from moka_images.adapters import buildx, git, wheelhouse
-from moka_images.adapters.registry import RegistryClient
+from moka_images.adapters.registry import Registry
 from moka_images.config.manifests import BaseImage, TeamImage, load_declarations, team_files
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError, PlanRefused
@@ -161,7 +161,7 @@ def _checked_plan(settings: Settings, images: Sequence[str], since_rev: str | No
     return plan
 
 
-def _with_skipped(settings: Settings, client: RegistryClient, plan: Plan,
+def _with_skipped(settings: Settings, client: Registry, plan: Plan,
                   results: dict[str, BuiltImage]) -> list[BuiltImage]:
     """The results, plus each image the plan skips that has a build (its rolling tags re-pointed at it), in plan
     order; their sizes as metrics."""
@@ -204,7 +204,7 @@ def _labels(settings: Settings, image: BaseImage | TeamImage, decision: BuildDec
     }
 
 
-def _build_one(settings: Settings, client: RegistryClient, image: BaseImage | TeamImage, decision: BuildDecision,
+def _build_one(settings: Settings, client: Registry, image: BaseImage | TeamImage, decision: BuildDecision,
                revision: str) -> BuiltImage:
     assert decision.tag and decision.base_digest  # settled: the base is known
     labels = _labels(settings, image, decision, revision)
@@ -237,7 +237,7 @@ def _build_arch(settings: Settings, image: BaseImage | TeamImage, decision: Buil
                                          labels=labels, on_line=buildx.log_line(f"[{image.name} {platform.arch}]"))
 
 
-def _merge(settings: Settings, client: RegistryClient, image: BaseImage | TeamImage, tag: str,
+def _merge(settings: Settings, client: Registry, image: BaseImage | TeamImage, tag: str,
            per_arch: dict[Platform, Digest]) -> Digest:
     """The index of the per-arch manifests (in platform order, so every merge of them is the same), tagged."""
     repo = settings.repository(image.name)
@@ -274,7 +274,7 @@ def _prepare_context(settings: Settings, image: BaseImage | TeamImage, platform:
     return dockerfile
 
 
-def _move_rolling_tags(client: RegistryClient, repo: str, name: str, tag: str, index: Digest) -> list[str]:
+def _move_rolling_tags(client: Registry, repo: str, name: str, tag: str, index: Digest) -> list[str]:
     """In test, point `{version}` at the build, and `{major}.{minor}` and `latest` forward only.
 
     Returns the tags that moved.

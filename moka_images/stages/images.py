@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from moka_images.adapters.registry import Manifest, RegistryClient
+from moka_images.adapters.registry import Manifest, Registry
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
 from moka_images.models import Digest, Environment, ImageRef, Platform, is_valid_repository, is_valid_tag
@@ -48,7 +48,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, Digest | None]:
 
 
 def resolve(settings: Settings, environment: Environment, spec: str,
-            client: RegistryClient | None = None) -> ResolvedImage:
+            client: Registry | None = None) -> ResolvedImage:
     """Look `spec` up in `environment`'s registry; a ConfigError naming nearby tags if it is not there."""
     name, tag, digest = parse_spec(spec)
     repository = settings.repository(name)
@@ -63,7 +63,7 @@ def resolve(settings: Settings, environment: Environment, spec: str,
     return ResolvedImage(ref, name, tag)
 
 
-def platforms_of(client: RegistryClient, repository: str, manifest: Manifest) -> dict[Platform, Digest]:
+def platforms_of(client: Registry, repository: str, manifest: Manifest) -> dict[Platform, Digest]:
     """The platforms of an image: an index's entries, or a single manifest's own (read from its config)."""
     if manifest.is_index:
         return manifest.platforms()
@@ -71,7 +71,7 @@ def platforms_of(client: RegistryClient, repository: str, manifest: Manifest) ->
     return {Platform.parse(f"{config.get('os')}/{config.get('architecture')}"): manifest.digest}
 
 
-def index_platforms(client: RegistryClient, ref: ImageRef) -> tuple[ImageRef, dict[Platform, Digest]]:
+def index_platforms(client: Registry, ref: ImageRef) -> tuple[ImageRef, dict[Platform, Digest]]:
     """The ref pinned to its digest, and the per-platform digests of its index (or of its one manifest)."""
     manifest = client.get_manifest(ref.repository, str(ref.digest or ref.tag or "latest"))
     return ref.with_digest(manifest.digest), platforms_of(client, ref.repository, manifest)
@@ -89,7 +89,7 @@ def created_at(manifest: Manifest) -> str | None:
     return (manifest.json.get("annotations") or {}).get(CREATED)
 
 
-def read_inventory(client: RegistryClient, repository: str) -> Inventory:
+def read_inventory(client: Registry, repository: str) -> Inventory:
     """Build and rolling tags of a repository and where they point, with the build times of rolled digests."""
     tags: dict[str, Digest] = {}
     for tag in client.list_tags(repository):
@@ -105,7 +105,7 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
-def write_index(client: RegistryClient, repository: str, tag: str, children: Sequence[Digest]) -> Digest:
+def write_index(client: Registry, repository: str, tag: str, children: Sequence[Digest]) -> Digest:
     """One multi-platform index over single-platform manifests already in `repository`, pushed under `tag`.
 
     Entries go in platform order, so every index of the same children is the same bytes. Docker children (what

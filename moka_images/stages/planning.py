@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from moka_images import log
 from moka_images.adapters import git
-from moka_images.adapters.registry import RegistryClient
+from moka_images.adapters.registry import Registry
 from moka_images.config import os_base
 from moka_images.config.manifests import (
     BaseImage,
@@ -44,12 +44,12 @@ def os_base_digest(settings: Settings) -> Digest:
     return Digest(os_base.read_lock(settings).digest)
 
 
-def inventory(settings: Settings, client: RegistryClient, graph: Graph) -> dict[str, list[str]]:
+def inventory(settings: Settings, client: Registry, graph: Graph) -> dict[str, list[str]]:
     """Existing tags of every image in the test registry."""
     return {name: client.list_tags(settings.repository(name)) for name in graph.names}
 
 
-def resolve_skipped(settings: Settings, client: RegistryClient, plan: Plan) -> Plan:
+def resolve_skipped(settings: Settings, client: Registry, plan: Plan) -> Plan:
     """Settle the plan on the digests of up-to-date bases, so their dependents are decided for good."""
     while todo := plan.to_resolve():
         for image, tag in todo:

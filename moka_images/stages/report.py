@@ -21,7 +21,7 @@ from typing import Any
 import semver
 
 from moka_images import log, metrics
-from moka_images.adapters.registry import RegistryClient
+from moka_images.adapters.registry import Registry
 from moka_images.config.manifests import load_declarations
 from moka_images.config.settings import Settings
 from moka_images.findings import ScanReport
@@ -83,7 +83,7 @@ class ReportData:
 # ---- collecting --------------------------------------------------------------------------------
 
 
-def builds_of(client: RegistryClient, repository: str) -> list[Build]:
+def builds_of(client: Registry, repository: str) -> list[Build]:
     """Every build tag of a repository with its per-platform sizes, oldest version (then build time) first."""
     out = []
     for tag in client.list_tags(repository):

@@ -16,7 +16,7 @@ from typing import Any
 
 from moka_images import log
 from moka_images.adapters import ecr
-from moka_images.adapters.registry import RegistryClient, is_local
+from moka_images.adapters.registry import Registry, is_local
 from moka_images.config.settings import Settings
 from moka_images.findings import ScanReport
 from moka_images.models import Digest, Environment, ImageRef
@@ -73,7 +73,7 @@ def new_findings(now: Sequence[ScanReport], before: Sequence[ScanReport | None])
     return tuple(sorted(set().union(*(finding_keys(r) for r in now)) - seen))
 
 
-def repository_names(settings: Settings, environment: Environment, client: RegistryClient) -> list[str]:
+def repository_names(settings: Settings, environment: Environment, client: Registry) -> list[str]:
     """The environment's repositories under the prefix: the registry's catalog locally, ECR's list otherwise."""
     cfg = settings.env(environment)
     if is_local(cfg.registry):
@@ -84,7 +84,7 @@ def repository_names(settings: Settings, environment: Environment, client: Regis
     return sorted(n for n in names if n.startswith(prefix))
 
 
-def served(client: RegistryClient, repository: str) -> dict[Digest, tuple[str, ...]]:
+def served(client: Registry, repository: str) -> dict[Digest, tuple[str, ...]]:
     """Each digest a rolling tag of `repository` points at, with those tags."""
     out: dict[Digest, list[str]] = {}
     for tag in sorted(client.list_tags(repository)):

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from moka_images import log
-from moka_images.adapters.registry import RegistryClient
+from moka_images.adapters.registry import Registry
 from moka_images.config.settings import Settings
 from moka_images.findings import ScanReport
 from moka_images.models import Environment
@@ -30,7 +30,7 @@ def signature_gate(settings: Settings, source: Source) -> GateResult:
                                           f"{check.problem}", {"key": key})
 
 
-def scan_gate(settings: Settings, source: Source, target: Environment, client: RegistryClient,
+def scan_gate(settings: Settings, source: Source, target: Environment, client: Registry,
               evidence: Mapping[str, str], today: date) -> GateResult:
     """The scan passes the target environment's policy.
 
@@ -87,7 +87,7 @@ def smoke_gate(settings: Settings, source: Source,
 
 
 def world_gates(settings: Settings, source: Source, target: Environment,
-                 client: RegistryClient) -> tuple[tuple[GateResult, ...], Mapping[str, Any] | None]:
+                 client: Registry) -> tuple[tuple[GateResult, ...], Mapping[str, Any] | None]:
     evidence = attestation_digests(client, source.repository, source.candidate.digest)
     signature = signature_gate(settings, source)
     scanned = scan_gate(settings, source, target, client, evidence, datetime.now(UTC).date())

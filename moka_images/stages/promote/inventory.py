@@ -12,7 +12,7 @@ from typing import Any
 
 import semver
 
-from moka_images.adapters.registry import RegistryClient
+from moka_images.adapters.registry import Registry
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
 from moka_images.models import Digest, Environment, ImageRef
@@ -37,7 +37,7 @@ class Source:
         return self.ref.repository
 
 
-def find_source(settings: Settings, env: Environment, spec: str, client: RegistryClient,
+def find_source(settings: Settings, env: Environment, spec: str, client: Registry,
                 inventory: Inventory | None = None) -> Source:
     """`IMAGE[:VERSION|:BUILD-TAG|@DIGEST]` in `env`, with the build tag that names its digest there."""
     resolved = resolve(settings, env, spec, client)
@@ -63,7 +63,7 @@ def predicate_key(predicate_type: str, predicate: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps([predicate_type, predicate], sort_keys=True).encode()).hexdigest()
 
 
-def attestation_digests(client: RegistryClient, repository: str, digest: Digest) -> dict[str, str]:
+def attestation_digests(client: Registry, repository: str, digest: Digest) -> dict[str, str]:
     """Digest of the DSSE envelope holding each attestation on `digest`, by predicate fingerprint: the evidence."""
     tag = f"sha256-{digest.hex}.att"
     if client.head_manifest(repository, tag) is None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from moka_images.adapters import trivy
-from moka_images.adapters.registry import RegistryClient
+from moka_images.adapters.registry import Registry
 from moka_images.config.settings import Settings
 from moka_images.errors import ServiceError
 from moka_images.findings import DbVersion
@@ -35,7 +35,7 @@ JAVA_DB_LAYER_TYPE = "application/vnd.aquasec.trivy.javadb.layer.v1.tar+gzip"
 CONTENT_ANNOTATION = "dev.moka-images.trivydb.content"
 
 
-def _publish(client: RegistryClient, repository: str, tag: str, archive: bytes, content: str, layer_type: str,
+def _publish(client: Registry, repository: str, tag: str, archive: bytes, content: str, layer_type: str,
              title: str, created: datetime) -> Digest:
     """Push one DB archive as the single-layer OCI artifact trivy downloads, unless the mirror has its content.
 
@@ -66,7 +66,7 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def mirror_databases(settings: Settings, client: RegistryClient, *, advisories: Path | None = None,
+def mirror_databases(settings: Settings, client: Registry, *, advisories: Path | None = None,
                      vuln_archive: Path | None = None, java_archive: Path | None = None,
                      now: datetime | None = None) -> tuple[Digest, Digest]:
     """Push the vulnerability DB (tag 2) and Java DB (tag 1) to the mirror; returns their digests.
@@ -100,7 +100,7 @@ def mirror_databases(settings: Settings, client: RegistryClient, *, advisories: 
     return vuln, java
 
 
-def ensure_databases(settings: Settings, mirror: RegistryClient) -> DbVersion:
+def ensure_databases(settings: Settings, mirror: Registry) -> DbVersion:
     """The DB version the mirror serves, fetched into trivy's cache if the cache holds another one."""
     found = {}
     for repo, tag in ((settings.trivy.db_repository, builder.VULN_DB_SCHEMA),

@@ -19,7 +19,7 @@ from typing import Any
 
 from moka_images import log, metrics
 from moka_images.adapters import trivy
-from moka_images.adapters.registry import RegistryClient
+from moka_images.adapters.registry import Registry
 from moka_images.config.policies import exceptions_path, load_exceptions, load_policy
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
@@ -96,8 +96,8 @@ def cached_reports(settings: Settings, digest: Digest) -> list[ScanReport]:
     return sorted(found, key=lambda r: r.db.vuln_updated_at)
 
 
-def scan_image(settings: Settings, client: RegistryClient, ref: ImageRef, name: str,
-               mirror: RegistryClient | None = None) -> ImageScan:
+def scan_image(settings: Settings, client: Registry, ref: ImageRef, name: str,
+               mirror: Registry | None = None) -> ImageScan:
     """Scan each platform of `ref` (pinned to an index or manifest digest) in `client`'s registry."""
     if ref.digest is None:
         raise ValueError("scan_image needs a digest; resolve tags first")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from moka_images.adapters.registry import RegistryClient
+from moka_images.adapters.registry import Registry, RegistryClient
 from moka_images.config.manifests import TeamImage, load_declarations
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
@@ -17,7 +17,7 @@ from moka_images.stages import registries
 from moka_images.stages.images import index_platforms
 
 
-def _client_for(settings: Settings, environment: Environment, ref: ImageRef) -> RegistryClient:
+def _client_for(settings: Settings, environment: Environment, ref: ImageRef) -> Registry:
     if ref.registry == settings.env(environment).registry:
         registries.login_tools(settings, environment)  # docker pulls with the environment's login
         return registries.client(settings, environment)
