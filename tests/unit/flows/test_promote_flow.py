@@ -1,0 +1,377 @@
+"""Promotion end to end against in-memory registries: `prepare` (resolve, gates, decide) and `carry_out` (under the
+lock: re-decide, ensure the repository, copy, sign, attest, move tags, record), with the gates that need the world,
+signing, attesting and ECR replaced by values and recorders. No process, no network.
+
+One list, `events`, holds in order every registry write and every recorded call, so each test can say what
+happened and in which order (signatures and the promotion attestation before any tag moves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import OCI_INDEX, FakeRegistry, Pushed, add_signature, push_image, signature_tag, signers
+
+from moka_images.adapters.copy import copy_image
+from moka_images.config.settings import Settings, load_settings
+from moka_images.errors import GateFailed, ServiceError
+from moka_images.models import Digest, Environment, ImageRef
+from moka_images.plan.promotion import GateResult, Outcome
+from moka_images.plan.tags import is_cosign_tag
+from moka_images.stages import history, registries, repositories
+from moka_images.stages.promote import gates
+from moka_images.stages.promote.apply import carry_out, promote
+from moka_images.stages.promote.inventory import Source
+from moka_images.stages.promote.prepare import prepare, prepare_rollback
+from moka_images.stages.verify import attestations, signing
+from moka_images.stages.verify.attestations import AttestationKind
+
+ROOT = Path(__file__).resolve().parents[3]
+TEST, DEV, STAGING, PROD = Environment.TEST, Environment.DEV, Environment.STAGING, Environment.PROD
+IMAGE = "spark-3.5"
+
+
+@dataclass
+class World:
+    """The settings, one fake registry per environment, and what happened, in order."""
+
+    settings: Settings
+    registries: dict[Environment, FakeRegistry]
+    events: list[tuple[Any, ...]]
+    verdicts: dict[str, bool] = field(default_factory=lambda: {"signature": True, "scan": True, "smoke": True})
+    gate_calls: list[tuple[str, Environment, Environment, Digest]] = field(default_factory=list)
+    smoke_run: Mapping[str, Any] | None = None  # what the smoke gate ran now (None: an attested result was used)
+    predicates: list[Mapping[str, Any]] = field(default_factory=list)
+    on_sign: list[Any] = field(default_factory=list)  # callbacks run while signing (a concurrent writer)
+
+    @property
+    def repo(self) -> str:
+        return self.settings.repository(IMAGE)
+
+    def __getitem__(self, env: Environment) -> FakeRegistry:
+        return self.registries[env]
+
+    def build(self, version: str, seed: str, created: str) -> Pushed:
+        """An image as a build leaves it in test: build tag, rolling tags, test's signature."""
+        image = push_image(self[TEST], self.repo, version, seed=seed, created=created)
+        add_signature(self[TEST], self.repo, image.digest, "test")
+        return image
+
+    def image_tags(self, env: Environment) -> dict[str, Digest]:
+        return {t: d for t, d in self[env].tags(self.repo).items() if not is_cosign_tag(t)}
+
+    def story(self, since: int = 0, env: Environment = DEV) -> list[str]:
+        """The events from `since` on as labels: `write` for blobs, manifests and cosign's tags (runs of them
+        folded into one), `tag:<tag>` for an image tag moved in `env`, and each recorded call."""
+        out: list[str] = []
+        for event in self.events[since:]:
+            if event[0] in ("blob", "mount", "manifest", "tag") and event[1] != self.settings.env(env).registry:
+                continue
+            if event[0] == "tag" and not is_cosign_tag(event[3]):
+                label = f"tag:{event[3]}"
+            elif event[0] in ("blob", "mount", "manifest", "tag"):
+                label = "write"
+            else:
+                label = ":".join(str(x) for x in event[:2])
+            if not (label == "write" and out and out[-1] == "write"):
+                out.append(label)
+        return out
+
+
+@pytest.fixture
+def w(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
+    for name in ("MOKA_REPOSITORY_PREFIX", "MOKA_PROFILE", "MOKA_PLATFORMS", "MOKA_ACTOR", "GITHUB_ACTOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MOKA_HOME", str(tmp_path))
+    settings = load_settings(ROOT)
+    events: list[tuple[Any, ...]] = []
+    fakes = {env: FakeRegistry(settings.env(env).registry, events=events) for env in Environment}
+    w = World(settings, fakes, events)
+    monkeypatch.setattr(registries, "client", lambda settings, env: fakes[env])
+    monkeypatch.setattr(registries, "login_tools", lambda settings, env: None)
+
+    def verdict(name: str, source: Source, target: Environment) -> GateResult:
+        w.gate_calls.append((name, source.env, target, source.candidate.digest))
+        ok = w.verdicts[name]
+        return GateResult(name, ok, f"{name} {'passes' if ok else 'fails'} (fake)", {"fake": True})
+
+    monkeypatch.setattr(gates, "signature_gate", lambda settings, source: verdict("signature", source, source.env))
+    monkeypatch.setattr(gates, "scan_gate", lambda settings, source, target, client, evidence, today:
+                        verdict("scan", source, target))
+    monkeypatch.setattr(gates, "smoke_gate", lambda settings, source, evidence:
+                        (verdict("smoke", source, source.env), w.smoke_run))
+
+    def ensure(settings: Settings, env: Environment, repository: str, protected: Any = None) -> list[str]:
+        events.append(("ensure", env.value, repository, tuple(protected or ())))
+        return []
+
+    def sign(settings: Settings, env: Environment, ref: ImageRef) -> bool:
+        assert ref.digest is not None and ref.registry == settings.env(env).registry
+        events.append(("sign", env.value, ref.digest))
+        for callback in w.on_sign:
+            callback()
+        add_signature(fakes[env], ref.repository, ref.digest, env.value)  # what cosign leaves in the registry
+        return True
+
+    def attest(settings: Settings, env: Environment, ref: ImageRef, kind: AttestationKind,
+               predicate: Mapping[str, Any], *, replace: bool = False) -> bool:
+        events.append(("attest", kind.value, env.value, ref.digest, replace))
+        w.predicates.append(predicate)
+        return True
+
+    real_append = history.append
+
+    def append(settings: Settings, record: Mapping[str, Any]) -> None:
+        events.append(("history", record["action"], record["digest"]))
+        real_append(settings, record)
+
+    monkeypatch.setattr(repositories, "ensure_repository", ensure)
+    monkeypatch.setattr(signing, "sign", sign)
+    monkeypatch.setattr(attestations, "attest", attest)
+    monkeypatch.setattr(history, "append", append)
+    yield w
+
+
+def promote_to(w: World, spec: str, target: Environment, **kw: Any) -> Outcome:
+    """prepare + carry_out, returning the outcome carried out."""
+    return carry_out(w.settings, prepare(w.settings, spec, target, **kw), by="tester").decision.outcome
+
+
+# ---- promotion --------------------------------------------------------------------------------------------
+
+
+def test_first_promotion_copies_the_image_signs_attests_then_moves_build_tag_then_rolling_tags(w: World) -> None:
+    a = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    prepared = prepare(w.settings, f"{IMAGE}:1.0.1", DEV)
+    decision = prepared.decision
+    assert decision.outcome is Outcome.COPY and not decision.kept
+    assert [(m.tag, m.old, m.new) for m in decision.moves] == [
+        (str(a.build), None, a.digest), ("1.0.1", None, a.digest), ("1.0", None, a.digest), ("latest", None, a.digest)]
+    assert prepared.source.platforms == ("linux/amd64", "linux/arm64") and prepared.source.candidate.created == a.created
+    assert prepared.destination == f"{w.settings.env(DEV).registry}/moka/spark-3.5"
+    assert w.gate_calls == [("signature", TEST, TEST, a.digest), ("scan", TEST, DEV, a.digest),
+                            ("smoke", TEST, TEST, a.digest)]
+    assert [g.name for g in decision.gates] == ["stage", "signature", "scan", "smoke", "semver", "approval"]
+    assert w[DEV].writes == [] and w.story() == []  # preparing changes nothing
+    in_test = list(w[TEST].writes)
+
+    done = carry_out(w.settings, prepared, by="tester")
+
+    assert done.moved == (str(a.build), "1.0.1", "1.0", "latest")
+    assert w.image_tags(DEV) == {str(a.build): a.digest, "1.0.1": a.digest, "1.0": a.digest, "latest": a.digest}
+    assert w[DEV].get_manifest(w.repo, "latest").raw == a.raw  # the same bytes, so the same digest
+    for child in a.platforms.values():
+        theirs, ours = w[TEST].get_manifest(w.repo, str(child)), w[DEV].get_manifest(w.repo, str(child))
+        assert ours == theirs and all(w[DEV].get_blob(w.repo, b) == w[TEST].get_blob(w.repo, b) for b in ours.blobs())
+    assert done.copy is not None
+    assert (done.copy.blobs_copied, done.copy.manifests_written, done.copy.attachments) == (6, 3, [signature_tag(a.digest)])
+    assert signers(w[DEV], w.repo, a.digest) == ["test", "dev"]  # test's signature copied, dev's added
+    assert w[TEST].writes == in_test  # the source is only read
+    assert w.story() == ["ensure:dev", "write", "sign:dev", "write", "attest:promotion",
+                         f"tag:{a.build}", "tag:1.0.1", "tag:1.0", "tag:latest", "history:promote"]
+    assert ("ensure", "dev", w.repo, ()) in w.events  # a final version: no pre-release tag to protect
+    assert [e for e in w.events if e[0] in ("sign", "attest")] == [
+        ("sign", "dev", a.digest), ("attest", "promotion", "dev", a.digest, False)]
+    record = w.predicates[-1]
+    assert record == done.record
+    assert (record["action"], record["from"], record["to"], record["digest"], record["outcome"], record["by"]) \
+        == ("promote", "test", "dev", str(a.digest), "copy", "tester")
+    assert [t["tag"] for t in record["tags"]] == [str(a.build), "1.0.1", "1.0", "latest"]
+    (line,) = history.read(w.settings)
+    assert line["moved"] == list(done.moved) and line["copy"]["blobs_copied"] == 6 and line["digest"] == str(a.digest)
+
+
+def test_promoting_again_is_a_noop_that_writes_nothing(w: World) -> None:
+    a = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    assert promote_to(w, f"{IMAGE}:1.0.1", DEV) is Outcome.COPY
+    before, writes = len(w.events), list(w[DEV].writes)
+    prepared = prepare(w.settings, f"{IMAGE}@{a.digest}", DEV)
+    assert prepared.decision.outcome is Outcome.NOOP and prepared.decision.moves == ()
+    done = carry_out(w.settings, prepared, by="tester")
+    assert (done.decision.outcome, done.moved, done.copy, done.record) == (Outcome.NOOP, (), None, None)
+    assert promote(w.settings, IMAGE, DEV, by="tester").decision.outcome is Outcome.NOOP
+    assert w.events[before:] == [] and w[DEV].writes == writes and len(history.read(w.settings)) == 1
+
+
+def test_a_newer_version_moves_the_rolling_tags_forward_and_an_older_one_leaves_newer_tags_kept(w: World) -> None:
+    a = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    b = w.build("1.1.0", "b", "2025-02-01T00:00:00Z")
+    c = w.build("1.0.2", "c", "2025-03-01T00:00:00Z")  # a fix of the older line, built last
+    promote_to(w, f"{IMAGE}:1.0.1", DEV)
+
+    prepared = prepare(w.settings, f"{IMAGE}:1.1.0", DEV)
+    assert prepared.decision.outcome is Outcome.COPY
+    assert [(m.tag, m.old) for m in prepared.decision.moves] == [
+        (str(b.build), None), ("1.1.0", None), ("1.1", None), ("latest", a.digest)]
+    carry_out(w.settings, prepared, by="tester")
+    assert w.image_tags(DEV) == {str(a.build): a.digest, "1.0.1": a.digest, "1.0": a.digest,
+                                 str(b.build): b.digest, "1.1.0": b.digest, "1.1": b.digest, "latest": b.digest}
+
+    prepared = prepare(w.settings, f"{IMAGE}:1.0.2", DEV)
+    assert prepared.decision.outcome is Outcome.COPY
+    assert [(m.tag, m.old) for m in prepared.decision.moves] == [(str(c.build), None), ("1.0.2", None), ("1.0", a.digest)]
+    assert prepared.decision.kept == (f"latest stays at 1.1.0 ({b.digest.short}), newer than 1.0.2",)
+    since = len(w.events)
+    done = carry_out(w.settings, prepared, by="tester")
+    assert done.moved == (str(c.build), "1.0.2", "1.0")
+    assert w.image_tags(DEV)["latest"] == b.digest and w.image_tags(DEV)["1.0"] == c.digest
+    assert "tag:latest" not in w.story(since)
+
+
+def test_a_rollback_points_rolling_tags_back_without_copy_or_signature_and_promoting_again_is_a_tag_move(
+        w: World) -> None:
+    a = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    c = w.build("1.0.2", "c", "2025-02-01T00:00:00Z")
+    promote_to(w, f"{IMAGE}:1.0.1", DEV)
+    promote_to(w, f"{IMAGE}:1.0.2", DEV)
+    assert w.image_tags(DEV)["latest"] == c.digest
+
+    since = len(w.events)
+    prepared = prepare_rollback(w.settings, IMAGE, DEV, "1.0.1")
+    assert (prepared.decision.outcome, prepared.decision.rollback) == (Outcome.TAG_MOVE, True)
+    assert [(m.tag, m.old, m.new) for m in prepared.decision.moves] == [("1.0", c.digest, a.digest),
+                                                                        ("latest", c.digest, a.digest)]
+    done = carry_out(w.settings, prepared, by="tester")
+    assert done.copy is None and done.moved == ("1.0", "latest")
+    assert w.story(since) == ["ensure:dev", "attest:promotion", "tag:1.0", "tag:latest", "history:rollback"]
+    assert w.image_tags(DEV) == {str(a.build): a.digest, "1.0.1": a.digest, "1.0": a.digest, "latest": a.digest,
+                                 str(c.build): c.digest, "1.0.2": c.digest}
+    assert done.record is not None and (done.record["action"], done.record["from"], done.record["to"]) \
+        == ("rollback", "dev", "dev")
+    assert [(g["name"], g["passed"]) for g in done.record["gates"]][-2:] == [("semver", True), ("approval", True)]
+
+    refused = prepare_rollback(w.settings, IMAGE, DEV, "1.0.2")  # forward is a promotion, not a rollback
+    assert refused.decision.refused and any("going there is a promotion" in p for p in refused.decision.problems)
+    with pytest.raises(GateFailed, match="rollback of spark-3.5 .* refused"):
+        carry_out(w.settings, refused, by="tester")
+
+    since = len(w.events)
+    prepared = prepare(w.settings, f"{IMAGE}:1.0.2", DEV)
+    assert prepared.decision.outcome is Outcome.TAG_MOVE
+    done = carry_out(w.settings, prepared, by="tester")
+    assert done.copy is None and done.moved == ("1.0", "latest")
+    assert w.story(since) == ["ensure:dev", "sign:dev", "write", "attest:promotion", "tag:1.0", "tag:latest",
+                              "history:promote"]
+    assert w.image_tags(DEV)["latest"] == c.digest
+
+
+@pytest.mark.parametrize("failing", ["signature", "scan", "smoke"])
+def test_a_refused_gate_changes_nothing_in_the_target(w: World, failing: str) -> None:
+    w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    w.verdicts[failing] = False
+    prepared = prepare(w.settings, f"{IMAGE}:1.0.1", DEV)
+    assert prepared.decision.outcome is Outcome.REFUSED
+    assert prepared.decision.problems == [f"{failing}: {failing} fails (fake)"]
+    with pytest.raises(GateFailed, match=f"(?s)promotion of spark-3.5 .* refused:.*{failing}: {failing} fails") as raised:
+        carry_out(w.settings, prepared, by="tester")
+    assert raised.value.hint == "nothing was changed in dev"
+    with pytest.raises(GateFailed):
+        promote(w.settings, f"{IMAGE}:1.0.1", DEV, by="tester")
+    assert w[DEV].writes == [] and w.story() == [] and history.read(w.settings) == []
+
+
+def test_prod_needs_a_named_approver_who_is_recorded_and_signatures_accumulate_along_the_way(w: World) -> None:
+    a = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    promote_to(w, f"{IMAGE}:1.0.1", DEV)
+    promote_to(w, f"{IMAGE}:1.0.1", STAGING)
+    refused = prepare(w.settings, f"{IMAGE}:1.0.1", PROD)
+    assert refused.decision.problems == ["approval: prod needs a named approver: add --approved-by NAME"]
+    assert w[PROD].writes == []
+    done = carry_out(w.settings, prepare(w.settings, f"{IMAGE}:1.0.1", PROD, approved_by="alice"), by="tester")
+    assert done.record is not None and done.record["approved_by"] == "alice"
+    assert signers(w[PROD], w.repo, a.digest) == ["test", "dev", "staging", "prod"]
+    assert w.image_tags(PROD)["latest"] == a.digest
+    with pytest.raises(GateFailed, match="staging takes images from dev, not from test"):
+        promote(w.settings, f"{IMAGE}:1.0.1", STAGING, src=TEST, by="tester")
+
+
+def test_a_smoke_suite_run_by_the_gate_is_attested_in_the_target_before_the_promotion(w: World) -> None:
+    a = w.build("1.3.0-rc.1", "a", "2025-01-01T00:00:00Z")
+    w.smoke_run = {"image": {"digest": str(a.digest)}, "passed": True}
+    done = carry_out(w.settings, prepare(w.settings, f"{IMAGE}:1.3.0-rc.1", DEV), by="tester")
+    assert done.moved == (str(a.build), "1.3.0-rc.1")  # a pre-release gets only its own rolling tag
+    assert [e for e in w.events if e[0] == "attest"] == [("attest", "smoke", "dev", a.digest, True),
+                                                         ("attest", "promotion", "dev", a.digest, False)]
+    assert w.predicates[0] == w.smoke_run
+    assert ("ensure", "dev", w.repo, ("1.3.0-rc.1",)) in w.events  # the lifecycle policy keeps what it points at
+
+
+def test_an_interrupted_copy_is_finished_by_the_next_promotion(w: World) -> None:
+    a = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    for child in a.platforms.values():  # a copy killed after the platform manifests, before the index
+        manifest = w[TEST].get_manifest(w.repo, str(child))
+        for blob in manifest.blobs():
+            w[DEV].push_blob(w.repo, w[TEST].get_blob(w.repo, blob))
+        w[DEV].put_manifest(w.repo, str(child), manifest.raw, manifest.media_type)
+    done = carry_out(w.settings, prepare(w.settings, f"{IMAGE}:1.0.1", DEV), by="tester")
+    assert done.decision.outcome is Outcome.COPY and done.copy is not None
+    assert (done.copy.blobs_present, done.copy.blobs_copied, done.copy.manifests_present,
+            done.copy.manifests_written) == (4, 2, 2, 1)  # only the signature's blobs and the index were missing
+    assert w.image_tags(DEV)["latest"] == a.digest
+
+
+# ---- the target changing under a prepared promotion --------------------------------------------------------
+
+
+def test_a_newer_build_landing_after_prepare_is_kept_when_carrying_out(w: World) -> None:
+    a = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    b = w.build("1.1.0", "b", "2025-02-01T00:00:00Z")
+    prepared = prepare(w.settings, f"{IMAGE}:1.0.1", DEV)
+    assert [m.tag for m in prepared.decision.moves] == [str(a.build), "1.0.1", "1.0", "latest"]
+    promote_to(w, f"{IMAGE}:1.1.0", DEV)  # someone else, in between
+    done = carry_out(w.settings, prepared, by="tester")
+    assert done.decision.outcome is Outcome.COPY and done.moved == (str(a.build), "1.0.1", "1.0")
+    assert done.decision.kept == (f"latest stays at 1.1.0 ({b.digest.short}), newer than 1.0.1",)
+    assert w.image_tags(DEV)["latest"] == b.digest
+    assert done.record is not None and [t["tag"] for t in done.record["tags"]] == [str(a.build), "1.0.1", "1.0"]
+
+
+def test_the_same_promotion_landing_after_prepare_makes_carrying_out_a_noop(w: World) -> None:
+    w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    prepared = prepare(w.settings, f"{IMAGE}:1.0.1", DEV)
+    promote_to(w, f"{IMAGE}:1.0.1", DEV)
+    since = len(w.events)
+    done = carry_out(w.settings, prepared, by="tester")
+    assert (done.decision.outcome, done.moved, done.copy) == (Outcome.NOOP, (), None)
+    assert w.events[since:] == []
+
+
+def test_a_build_tag_taken_by_another_digest_after_prepare_refuses_and_changes_nothing_more(w: World) -> None:
+    a = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    prepared = prepare(w.settings, f"{IMAGE}:1.0.1", DEV)
+    intruder = push_image(w[DEV], w.repo, "1.0.1", seed="intruder", tags=(str(a.build),))
+    since, writes = len(w.events), list(w[DEV].writes)
+    with pytest.raises(GateFailed, match=f"build tag {a.build} in dev already points at {intruder.digest}"):
+        carry_out(w.settings, prepared, by="tester")
+    assert w.events[since:] == [] and w[DEV].writes == writes
+    assert w.image_tags(DEV) == {str(a.build): intruder.digest}
+
+
+def test_a_tag_moved_while_carrying_out_stops_the_tag_moves_there(w: World) -> None:
+    """set_tags' compare-and-set: a tag that moved after the re-decision is not overwritten; the tags before it
+    in the order have moved, and the run fails with what moved. What it leaves is asserted as it is today."""
+    a = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    b = w.build("1.1.0", "b", "2025-02-01T00:00:00Z")
+    prepared = prepare(w.settings, f"{IMAGE}:1.0.1", DEV)
+
+    def another_writer() -> None:  # another machine's promotion of b (this machine's lock does not see it)
+        w.on_sign.clear()
+        copy_image(w[TEST], w.repo, w[DEV], w.repo, b.digest)
+        for tag in (str(b.build), "latest"):
+            w[DEV].put_manifest(w.repo, tag, b.raw, OCI_INDEX)
+
+    w.on_sign.append(another_writer)
+    with pytest.raises(ServiceError, match=rf"spark-3.5:latest moved to {b.digest} while promoting \(expected no tag\); "
+                                           rf"tags moved so far: {a.build}, 1.0.1, 1.0"):
+        carry_out(w.settings, prepared, by="tester")
+    assert w.image_tags(DEV) == {str(a.build): a.digest, "1.0.1": a.digest, "1.0": a.digest,
+                                 str(b.build): b.digest, "latest": b.digest}
+    assert [e[:2] for e in w.events if e[0] == "attest"] == [("attest", "promotion")]  # attested with all 4 tags
+    assert [t["tag"] for t in w.predicates[0]["tags"]] == [str(a.build), "1.0.1", "1.0", "latest"]
+    assert history.read(w.settings) == []  # but no history line for the 3 tags that did move
+    rerun = prepare(w.settings, f"{IMAGE}:1.0.1", DEV)  # "run again to re-plan": it now looks done
+    assert rerun.decision.outcome is Outcome.NOOP and rerun.decision.kept
