@@ -207,6 +207,13 @@ def _outcome(gates: Sequence[GateResult], moves: Sequence[TagMove], candidate: C
     return Outcome.COPY
 
 
+def _in_order(world: Sequence[GateResult], *local: GateResult) -> tuple[GateResult, ...]:
+    """Every gate in the order a refusal lists them: the signature first (no other finding may hide broken
+    trust), then the cheap local gates, then the evidence read from the world (scan, smoke)."""
+    signature = tuple(g for g in world if g.name == "signature")
+    return (*signature, *local, *(g for g in world if g.name != "signature"))
+
+
 def rolling_moves(candidate: Candidate, inventory: Inventory, *,
                   own_version_follows: bool = False) -> tuple[list[TagMove], list[str]]:
     """The rolling tags of the candidate's version that move to it, and why the others stay.
@@ -242,8 +249,8 @@ def decide(candidate: Candidate, src: Environment, dst: Environment, inventory: 
         moves.append(TagMove(build, inventory.tags.get(build), digest))
     rolling, kept = rolling_moves(candidate, inventory)
     moves += rolling
-    all_gates = (stage_gate(src, dst), *gates, semver_gate(candidate, dst, inventory, moves),
-                 approval_gate(dst, approval_required, approved_by))
+    all_gates = _in_order(gates, stage_gate(src, dst), semver_gate(candidate, dst, inventory, moves),
+                          approval_gate(dst, approval_required, approved_by))
     edge = Edge(candidate.image, src, dst, digest, tuple(m.tag for m in moves))
     return PromotionDecision(edge, _outcome(all_gates, moves, candidate, inventory), all_gates, tuple(moves), tuple(kept))
 
@@ -272,7 +279,7 @@ def decide_rollback(candidate: Candidate, env: Environment, inventory: Inventory
             problems.append(f"tag {tag} in {env} is immutable there: no rollback can move it")
         moves.append(TagMove(tag, current, digest))
     rule = GateResult("semver", not problems, "; ".join(problems) or f"{build} is an earlier build in {env}")
-    all_gates = (*gates, rule, approval_gate(env, approval_required, approved_by))
+    all_gates = _in_order(gates, rule, approval_gate(env, approval_required, approved_by))
     if any(not g.passed for g in all_gates):
         outcome = Outcome.REFUSED
     else:

@@ -92,8 +92,6 @@ def carry_out(settings: Settings, prepared: Prepared, *, by: str | None = None,
                           target=target.value)
         if not decision.rollback:
             signing.sign(settings, target, dst_ref)
-        if prepared.smoke_predicate is not None:
-            attestations.attest(settings, target, dst_ref, AttestationKind.SMOKE, prepared.smoke_predicate, replace=True)
         doc = record(decision, repository=source.repository, by=by or identity(),
                      at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), approved_by=prepared.approved_by,
                      registries={e.value: settings.env(e).registry for e in {edge.src_env, target}})

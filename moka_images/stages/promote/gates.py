@@ -6,16 +6,14 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from moka_images import log
 from moka_images.adapters.registry import Registry
 from moka_images.config.settings import Settings
 from moka_images.findings import ScanReport
 from moka_images.models import Environment
 from moka_images.plan.promotion import GateResult, smoke_covers
-from moka_images.smoke.report import predicate
 from moka_images.stages import keys, registries
 from moka_images.stages.promote.inventory import Source, attestation_digests, predicate_key
-from moka_images.stages.verify import attestations, scan, signing, smoke
+from moka_images.stages.verify import attestations, scan, signing
 from moka_images.stages.verify.attestations import AttestationKind
 
 
@@ -66,30 +64,34 @@ def scan_gate(settings: Settings, source: Source, target: Environment, client: R
     return GateResult("scan", False, f"blocked by {target} policy: {'; '.join(shown[:4])}{more}", facts)
 
 
-def smoke_gate(settings: Settings, source: Source,
-               evidence: Mapping[str, str]) -> tuple[GateResult, Mapping[str, Any] | None]:
-    """Smoke passed on every platform of the index: the newest attested result, or a run of the suite now."""
+def smoke_gate(settings: Settings, source: Source, evidence: Mapping[str, str]) -> GateResult:
+    """Smoke passed on every platform of the index: the newest attested result.
+
+    Never runs the suite: a gate only reads evidence (the pipeline and `moka-images smoke` run suites), so
+    neither a dry run nor an untrusted image ever executes anything.
+    """
     digest = source.candidate.digest
     attested = [a for a in attestations.read_attestations(settings, source.env, source.ref, AttestationKind.SMOKE)
                 if (a.predicate.get("image") or {}).get("digest") == str(digest)]
-    if attested:
-        latest = attested[-1]
-        ok, detail = smoke_covers(latest.predicate, digest, source.platforms)
-        facts = {"attestation": evidence.get(predicate_key(latest.predicate_type, latest.predicate)),
-                 "attested_by": latest.signer.value}
-        return GateResult("smoke", ok, detail, facts), None
-
-    log.info(f"no smoke result is attested for {digest.short}: running the suite")
-    suite = smoke.smoke(settings, source.env, source.ref, smoke.jobs_for(settings, source.name))
-    doc = predicate(suite)
-    ok, detail = smoke_covers(doc, digest, source.platforms)
-    return GateResult("smoke", ok, f"{detail} (run now)", {"attestation": None, "run_now": True}), doc
+    if not attested:
+        return GateResult("smoke", False, f"no smoke result attested for {digest.short}; run `moka-images smoke "
+                                          f"{source.name}@{digest} --env {source.env} --attest`", {"attestation": None})
+    latest = attested[-1]
+    ok, detail = smoke_covers(latest.predicate, digest, source.platforms)
+    facts = {"attestation": evidence.get(predicate_key(latest.predicate_type, latest.predicate)),
+             "attested_by": latest.signer.value}
+    return GateResult("smoke", ok, detail, facts)
 
 
-def world_gates(settings: Settings, source: Source, target: Environment,
-                 client: Registry) -> tuple[tuple[GateResult, ...], Mapping[str, Any] | None]:
-    evidence = attestation_digests(client, source.repository, source.candidate.digest)
+def world_gates(settings: Settings, source: Source, target: Environment, client: Registry) -> tuple[GateResult, ...]:
+    """The signature, then (only when it verifies) the scan verdict and the smoke result.
+
+    Nothing attested on an image whose signature does not verify is trusted or read, and its content is
+    never scanned: the refusal names the signature alone.
+    """
     signature = signature_gate(settings, source)
+    if not signature.passed:
+        return (signature,)
+    evidence = attestation_digests(client, source.repository, source.candidate.digest)
     scanned = scan_gate(settings, source, target, client, evidence, datetime.now(UTC).date())
-    smoke, ran = smoke_gate(settings, source, evidence)
-    return (signature, scanned, smoke), ran
+    return signature, scanned, smoke_gate(settings, source, evidence)

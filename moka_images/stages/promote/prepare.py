@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from moka_images import log, metrics
+from moka_images.adapters.registry import Registry
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError, GateFailed
 from moka_images.models import Environment
@@ -14,7 +13,7 @@ from moka_images.plan.graph import BuildTag
 from moka_images.plan.promotion import GateResult, Inventory, PromotionDecision, decide, decide_rollback
 from moka_images.stages import registries
 from moka_images.stages.images import read_inventory
-from moka_images.stages.promote.gates import world_gates
+from moka_images.stages.promote.gates import signature_gate, world_gates
 from moka_images.stages.promote.inventory import Source, find_source
 
 
@@ -27,7 +26,6 @@ class Prepared:
     decision: PromotionDecision
     gates: tuple[GateResult, ...]  # the ones that needed the world: signature, scan, smoke
     approved_by: str | None
-    smoke_predicate: Mapping[str, Any] | None = None  # a suite run by the gate, attested in the target
 
 
 def prepare(settings: Settings, spec: str, target: Environment, *, src: Environment | None = None,
@@ -39,13 +37,27 @@ def prepare(settings: Settings, spec: str, target: Environment, *, src: Environm
                           "promote to dev, staging or prod")
     src_client = registries.client(settings, src)
     source = find_source(settings, src, spec, src_client)
-    with log.step(f"gates for {source.name} {source.candidate.build} {src} -> {target}"):
-        gates, ran = world_gates(settings, source, target, src_client)
     inventory = read_inventory(registries.client(settings, target), source.repository)
-    decision = decide(source.candidate, src, target, inventory, gates,
-                      approval_required=settings.env(target).approval_required, approved_by=approved_by)
+    required = settings.env(target).approval_required
+    local = decide(source.candidate, src, target, inventory, (), approval_required=required, approved_by=approved_by)
+    with log.step(f"gates for {source.name} {source.candidate.build} {src} -> {target}"):
+        gates = _gates(settings, source, target, src_client, cheap_ones_passed=not local.refused)
+    decision = decide(source.candidate, src, target, inventory, gates, approval_required=required,
+                      approved_by=approved_by)
     _count_gates(decision)
-    return Prepared(source, f"{settings.env(target).registry}/{source.repository}", decision, gates, approved_by, ran)
+    return Prepared(source, f"{settings.env(target).registry}/{source.repository}", decision, gates, approved_by)
+
+
+def _gates(settings: Settings, source: Source, target: Environment, client: Registry, *,
+           cheap_ones_passed: bool) -> tuple[GateResult, ...]:
+    """The gates that read the world, after the cheap local ones (stage, semver, approval).
+
+    When a local gate already refuses, only the signature is still checked (a refusal always says whether the
+    image is trusted); the scan and smoke evidence are not read.
+    """
+    if cheap_ones_passed:
+        return world_gates(settings, source, target, client)
+    return (signature_gate(settings, source),)
 
 
 def prepare_rollback(settings: Settings, image: str, env: Environment, to: str, *,
@@ -64,12 +76,14 @@ def prepare_rollback(settings: Settings, image: str, env: Environment, to: str, 
                               f"name one by its build tag: {', '.join(sorted(str(b) for b in chosen))}")
         raise ConfigError(f"{image} {to} was never promoted to {env}", f"builds there: {there}")
     source = find_source(settings, env, f"{image}:{chosen[0]}", client, inventory)
+    required = settings.env(env).approval_required
+    local = decide_rollback(source.candidate, env, inventory, (), approval_required=required, approved_by=approved_by)
     with log.step(f"gates for rolling {image} in {env} back to {chosen[0]}"):
-        gates, ran = world_gates(settings, source, env, client)
-    decision = decide_rollback(source.candidate, env, inventory, gates,
-                               approval_required=settings.env(env).approval_required, approved_by=approved_by)
+        gates = _gates(settings, source, env, client, cheap_ones_passed=not local.refused)
+    decision = decide_rollback(source.candidate, env, inventory, gates, approval_required=required,
+                               approved_by=approved_by)
     _count_gates(decision)
-    return Prepared(source, source.ref.name, decision, gates, approved_by, ran)
+    return Prepared(source, source.ref.name, decision, gates, approved_by)
 
 
 def _count_gates(decision: PromotionDecision) -> None:
