@@ -198,6 +198,7 @@ class BuildDecision:
     base: str | None
     base_digest: Digest | None  # None while the base has not been built (or resolved) yet
     tag: str | None  # the build tag to create (BUILD) or already there (SKIP); None until the base is known
+    selected: bool = True  # asked for (by name or by a change), not only decided as a base another one needs
 
     @property
     def pending(self) -> bool:
@@ -283,12 +284,13 @@ def make_plan(graph: Graph, os_base: Digest, inventory: Mapping[str, Sequence[st
             decision = _decide(node, base_digest, base_decision, tags[node.name])
         elif node.name in needed_by:
             decision = _decide(node, base_digest, base_decision, tags[node.name])
-            decision = replace(decision, reason=f"{decision.reason} (needed by {needed_by[node.name]})")
+            decision = replace(decision, reason=f"{decision.reason} (needed by {needed_by[node.name]})",
+                               selected=False)
         else:
             reason = next(s.reason for s in scopes if node.name not in s.images)
             tag = str(BuildTag.make(node.version, node.own_key, base_digest)) if base_digest else None
             decision = BuildDecision(node.name, Action.SKIP, reason, node.version, node.own_key, node.base,
-                                base_digest, tag if tag in tags[node.name] else None)
+                                     base_digest, tag if tag in tags[node.name] else None, selected=False)
         decided[node.name] = decision
     return Plan(graph, os_base, tags, known, tuple(scopes), tuple(decided[n] for n in graph.names))
 

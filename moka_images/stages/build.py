@@ -45,11 +45,13 @@ class BuiltImage:
     digest: Digest
     platforms: dict[Platform, Digest]
     action: Action
+    selected: bool = True  # False: built or kept only as the base of a selected image
 
     def to_json(self) -> dict[str, object]:
         """Plain data for `--json`."""
         return {"image": self.image, "version": self.version, "tag": self.tag, "digest": str(self.digest),
-                "platforms": {str(p): str(d) for p, d in self.platforms.items()}, "action": self.action.value}
+                "platforms": {str(p): str(d) for p, d in self.platforms.items()}, "action": self.action.value,
+                "selected": self.selected}
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ def merge(settings: Settings, *, images: Sequence[str] = (), since_rev: str | No
         per_arch = {p: digest for p, digest in found[d.image].items() if digest is not None}
         with log.step(f"merge {d.image} {d.tag}"):
             index = _merge(settings, client, declarations.get(d.image), d.tag, per_arch)
-        results[d.image] = BuiltImage(d.image, d.version, d.tag, index, per_arch, Action.BUILD)
+        results[d.image] = BuiltImage(d.image, d.version, d.tag, index, per_arch, Action.BUILD, d.selected)
     return _with_skipped(settings, client, plan, results), [d.image for d in plan.by_action(Action.BUILD) if d.pending]
 
 
@@ -174,7 +176,7 @@ def _with_skipped(settings: Settings, client: Registry, plan: Plan,
             if moved:
                 log.info(f"{d.image}: {', '.join(moved)} pointed at another build; moved back to {d.tag}")
             results[d.image] = BuiltImage(d.image, d.version, d.tag, manifest.digest, manifest.platforms(),
-                                          Action.SKIP)
+                                          Action.SKIP, d.selected)
     out = [results[d.image] for d in plan.decisions if d.image in results]
     for r in out:
         for platform, digest in r.platforms.items():
@@ -214,7 +216,7 @@ def _build_one(settings: Settings, client: Registry, image: BaseImage | TeamImag
         per_arch = {p: client.head_manifest(repo, f"{decision.tag}-{p.arch}")
                     or _build_arch(settings, image, decision, p, labels) for p in _declared_platforms(settings, image)}
         index = _merge(settings, client, image, decision.tag, per_arch)
-    return BuiltImage(image.name, image.version, decision.tag, index, per_arch, Action.BUILD)
+    return BuiltImage(image.name, image.version, decision.tag, index, per_arch, Action.BUILD, decision.selected)
 
 
 def _build_arch(settings: Settings, image: BaseImage | TeamImage, decision: BuildDecision, platform: Platform,

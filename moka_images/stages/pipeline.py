@@ -98,7 +98,7 @@ def run_pipeline(settings: Settings, *, since_rev: str | None = None, images: tu
     with log.step("build"):
         built = build(settings, images=images, since_rev=since_rev, jobs=jobs, on_plan=on_plan)
     outcomes = []
-    for image in built:
+    for image in (b for b in built if b.selected):  # a base built only for a selected image is not verified here
         outcome = verify_image(settings, image, today, on_suite)
         if promote_to is not None and not outcome.failed:
             promote_image(settings, image, outcome, promote_to)

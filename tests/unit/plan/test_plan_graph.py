@@ -280,3 +280,12 @@ def test_json_and_table_carry_every_decision_and_reason() -> None:
     for d in plan.decisions:
         assert d.image in text and d.reason.split(":")[0] in text
     assert "REFUSE" in text and "(after its base)" in text
+
+
+def test_only_named_images_are_selected_not_the_bases_they_need() -> None:
+    g = graph()
+    plan = make_plan(g, OS, {}, scopes=[select(g, ["data-eng/etl-jobs"])])
+    selected = {d.image for d in plan.decisions if d.selected}
+    assert selected == {"data-eng/etl-jobs"}
+    base = plan.decision("spark-3.5")
+    assert base.action is Action.BUILD and not base.selected and "needed by data-eng/etl-jobs" in base.reason

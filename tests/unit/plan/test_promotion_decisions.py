@@ -95,8 +95,9 @@ def test_failed_gates_refuse_and_all_problems_are_reported() -> None:
     decision = promote(cand("1.0.0-rc.1"), Inventory(), dst=PROD, gates=gates, required=True)
     assert decision.outcome is Outcome.REFUSED and decision.refused
     names = [p.split(":")[0] for p in decision.problems]
-    assert names == ["signature", "scan", "smoke", "semver", "approval"]
-    assert "pre-release" in decision.problems[3] and "--approved-by" in decision.problems[4]
+    # The signature first (broken trust is never hidden), then the local gates, then the evidence.
+    assert names == ["signature", "semver", "approval", "scan", "smoke"]
+    assert "pre-release" in decision.problems[1] and "--approved-by" in decision.problems[2]
 
 
 @pytest.mark.parametrize("version, dst, ok", [
