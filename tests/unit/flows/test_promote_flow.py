@@ -24,6 +24,7 @@ from moka_images.plan.promotion import GateResult, Outcome
 from moka_images.plan.tags import is_cosign_tag
 from moka_images.stages import history, registries, repositories
 from moka_images.stages.promote import gates
+from moka_images.stages.promote import prepare as prepare_module
 from moka_images.stages.promote.apply import carry_out, promote
 from moka_images.stages.promote.inventory import Source
 from moka_images.stages.promote.prepare import prepare, prepare_rollback
@@ -44,7 +45,6 @@ class World:
     events: list[tuple[Any, ...]]
     verdicts: dict[str, bool] = field(default_factory=lambda: {"signature": True, "scan": True, "smoke": True})
     gate_calls: list[tuple[str, Environment, Environment, Digest]] = field(default_factory=list)
-    smoke_run: Mapping[str, Any] | None = None  # what the smoke gate ran now (None: an attested result was used)
     predicates: list[Mapping[str, Any]] = field(default_factory=list)
     on_sign: list[Any] = field(default_factory=list)  # callbacks run while signing (a concurrent writer)
 
@@ -102,8 +102,8 @@ def w(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
     monkeypatch.setattr(gates, "signature_gate", lambda settings, source: verdict("signature", source, source.env))
     monkeypatch.setattr(gates, "scan_gate", lambda settings, source, target, client, evidence, today:
                         verdict("scan", source, target))
-    monkeypatch.setattr(gates, "smoke_gate", lambda settings, source, evidence:
-                        (verdict("smoke", source, source.env), w.smoke_run))
+    monkeypatch.setattr(gates, "smoke_gate", lambda settings, source, evidence: verdict("smoke", source, source.env))
+    monkeypatch.setattr(prepare_module, "signature_gate", gates.signature_gate)
 
     def ensure(settings: Settings, env: Environment, repository: str, protected: Any = None) -> list[str]:
         events.append(("ensure", env.value, repository, tuple(protected or ())))
@@ -155,7 +155,7 @@ def test_first_promotion_copies_the_image_signs_attests_then_moves_build_tag_the
     assert prepared.destination == f"{w.settings.env(DEV).registry}/moka/spark-3.5"
     assert w.gate_calls == [("signature", TEST, TEST, a.digest), ("scan", TEST, DEV, a.digest),
                             ("smoke", TEST, TEST, a.digest)]
-    assert [g.name for g in decision.gates] == ["stage", "signature", "scan", "smoke", "semver", "approval"]
+    assert [g.name for g in decision.gates] == ["signature", "stage", "semver", "approval", "scan", "smoke"]
     assert w[DEV].writes == [] and w.story() == []  # preparing changes nothing
     in_test = list(w[TEST].writes)
 
@@ -242,7 +242,8 @@ def test_a_rollback_points_rolling_tags_back_without_copy_or_signature_and_promo
                                  str(c.build): c.digest, "1.0.2": c.digest}
     assert done.record is not None and (done.record["action"], done.record["from"], done.record["to"]) \
         == ("rollback", "dev", "dev")
-    assert [(g["name"], g["passed"]) for g in done.record["gates"]][-2:] == [("semver", True), ("approval", True)]
+    assert [(g["name"], g["passed"]) for g in done.record["gates"]] == [
+        ("signature", True), ("semver", True), ("approval", True), ("scan", True), ("smoke", True)]
 
     refused = prepare_rollback(w.settings, IMAGE, DEV, "1.0.2")  # forward is a promotion, not a rollback
     assert refused.decision.refused and any("going there is a promotion" in p for p in refused.decision.problems)
@@ -289,15 +290,22 @@ def test_prod_needs_a_named_approver_who_is_recorded_and_signatures_accumulate_a
         promote(w.settings, f"{IMAGE}:1.0.1", STAGING, src=TEST, by="tester")
 
 
-def test_a_smoke_suite_run_by_the_gate_is_attested_in_the_target_before_the_promotion(w: World) -> None:
+def test_a_pre_release_gets_only_its_own_rolling_tag_and_no_smoke_attestation_in_the_target(w: World) -> None:
     a = w.build("1.3.0-rc.1", "a", "2025-01-01T00:00:00Z")
-    w.smoke_run = {"image": {"digest": str(a.digest)}, "passed": True}
     done = carry_out(w.settings, prepare(w.settings, f"{IMAGE}:1.3.0-rc.1", DEV), by="tester")
-    assert done.moved == (str(a.build), "1.3.0-rc.1")  # a pre-release gets only its own rolling tag
-    assert [e for e in w.events if e[0] == "attest"] == [("attest", "smoke", "dev", a.digest, True),
-                                                         ("attest", "promotion", "dev", a.digest, False)]
-    assert w.predicates[0] == w.smoke_run
+    assert done.moved == (str(a.build), "1.3.0-rc.1")
+    # Gates only read evidence: nothing is run, so the only attestation a promotion makes is its record.
+    assert [e for e in w.events if e[0] == "attest"] == [("attest", "promotion", "dev", a.digest, False)]
     assert ("ensure", "dev", w.repo, ("1.3.0-rc.1",)) in w.events  # the lifecycle policy keeps what it points at
+
+
+def test_a_failed_local_gate_checks_only_the_signature_and_lists_it_first(w: World) -> None:
+    w.build("1.3.0-rc.1", "a", "2025-01-01T00:00:00Z")
+    w.verdicts["signature"] = False
+    prepared = prepare(w.settings, f"{IMAGE}:1.3.0-rc.1", PROD, src=TEST)
+    names = [p.split(":")[0] for p in prepared.decision.problems]
+    assert names == ["signature", "stage", "semver", "approval"]  # no scan or smoke evidence was read
+    assert [c[0] for c in w.gate_calls] == ["signature"]
 
 
 def test_an_interrupted_copy_is_finished_by_the_next_promotion(w: World) -> None:
