@@ -90,6 +90,21 @@ class ImageRef:
         if self.tag is not None and not is_valid_tag(self.tag):
             raise ValueError(f"invalid tag {self.tag!r}")
 
+    @classmethod
+    def parse(cls, text: str) -> ImageRef:
+        """REGISTRY/REPOSITORY@sha256:... or REGISTRY/REPOSITORY:TAG; a ConfigError for anything else."""
+        name, digest, tag = text, None, None
+        if "@" in text:
+            name, digest = text.split("@", 1)
+        elif ":" in text.rsplit("/", 1)[-1]:
+            name, tag = text.rsplit(":", 1)
+        registry, _, repository = name.partition("/")
+        try:
+            return cls(registry, repository, tag, Digest(digest) if digest else None)
+        except ValueError as exc:
+            raise ConfigError(f"bad image reference {text!r}: {exc}",
+                              "give REGISTRY/REPOSITORY@sha256:<64 hex>") from None
+
     @property
     def name(self) -> str:
         """registry/repository without tag or digest."""

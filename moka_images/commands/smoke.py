@@ -9,26 +9,12 @@ from pathlib import Path
 from moka_images.commands.views import show_suite
 from moka_images.config.settings import load_settings
 from moka_images.errors import ConfigError, GateFailed
-from moka_images.models import Digest, Environment, ImageRef, Platform
+from moka_images.models import Environment, ImageRef, Platform
 from moka_images.smoke.report import junit_xml, predicate
 from moka_images.smoke.suite import BUILTIN_JOBS
 from moka_images.stages.images import resolve
 from moka_images.stages.verify import attestations
 from moka_images.stages.verify.smoke import jobs_for, smoke
-
-
-def parse_ref(text: str) -> ImageRef:
-    """REGISTRY/REPOSITORY@sha256:... or REGISTRY/REPOSITORY:TAG."""
-    name, digest, tag = text, None, None
-    if "@" in text:
-        name, digest = text.split("@", 1)
-    elif ":" in text.rsplit("/", 1)[-1]:
-        name, tag = text.rsplit(":", 1)
-    registry, _, repository = name.partition("/")
-    try:
-        return ImageRef(registry, repository, tag, Digest(digest) if digest else None)
-    except ValueError as exc:
-        raise ConfigError(f"bad image reference {text!r}: {exc}", "give REGISTRY/REPOSITORY@sha256:<64 hex>") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +40,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     if bool(args.ref) == bool(args.image):
         raise ConfigError("give either IMAGE[:VERSION] or --ref REF")
     if args.ref:
-        ref, jobs = parse_ref(args.ref), BUILTIN_JOBS
+        ref, jobs = ImageRef.parse(args.ref), BUILTIN_JOBS
     else:
         image = resolve(settings, environment, args.image)
         ref, jobs = image.ref, jobs_for(settings, image.name)

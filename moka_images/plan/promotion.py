@@ -9,7 +9,7 @@ marks the image as completely landed), then the rolling tags.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -187,10 +187,16 @@ def semver_gate(candidate: Candidate, dst: Environment, inventory: Inventory,
     return GateResult("semver", True, f"{candidate.build.version} may enter {dst}")
 
 
-def approval_gate(dst: Environment, required: bool, approved_by: str | None) -> GateResult:
-    """An environment that requires approval needs a named approver, who is recorded."""
+def approval_gate(dst: Environment, required: bool, approved_by: str | None, *, deferred: bool = False) -> GateResult:
+    """An environment that requires approval needs a named approver, who is recorded.
+
+    `deferred`: a plan written now and applied later names its approver when it is applied.
+    """
     if not required:
         return GateResult("approval", True, f"not required in {dst}", {"approved_by": approved_by})
+    if deferred and not approved_by:
+        return GateResult("approval", True, f"{dst} needs a named approver when the plan is applied",
+                          {"approved_by": None, "pending": True})
     if not approved_by or not approved_by.strip():
         return GateResult("approval", False, f"{dst} needs a named approver: add --approved-by NAME")
     return GateResult("approval", True, f"approved by {approved_by.strip()}", {"approved_by": approved_by.strip()})
@@ -205,6 +211,15 @@ def _outcome(gates: Sequence[GateResult], moves: Sequence[TagMove], candidate: C
     if inventory.tags.get(str(candidate.build)) == candidate.digest:
         return Outcome.TAG_MOVE
     return Outcome.COPY
+
+
+def approve(decision: PromotionDecision, approved_by: str | None) -> PromotionDecision:
+    """The decision with its approval gate naming the approver (a plan's pending approval, given at apply)."""
+    if not approved_by:
+        return decision
+    gates = tuple(GateResult("approval", True, f"approved by {approved_by.strip()}", {"approved_by": approved_by.strip()})
+                  if g.name == "approval" else g for g in decision.gates)
+    return replace(decision, gates=gates)
 
 
 def _in_order(world: Sequence[GateResult], *local: GateResult) -> tuple[GateResult, ...]:
@@ -236,7 +251,8 @@ def rolling_moves(candidate: Candidate, inventory: Inventory, *,
 
 
 def decide(candidate: Candidate, src: Environment, dst: Environment, inventory: Inventory,
-           gates: Sequence[GateResult], *, approval_required: bool, approved_by: str | None) -> PromotionDecision:
+           gates: Sequence[GateResult], *, approval_required: bool, approved_by: str | None,
+           approval_deferred: bool = False) -> PromotionDecision:
     """Promote `candidate` from `src` into `dst`, whose repository holds `inventory`.
 
     `gates` are the results of the checks that need the world (signature, scan, smoke); the stage, semver
@@ -250,7 +266,7 @@ def decide(candidate: Candidate, src: Environment, dst: Environment, inventory: 
     rolling, kept = rolling_moves(candidate, inventory)
     moves += rolling
     all_gates = _in_order(gates, stage_gate(src, dst), semver_gate(candidate, dst, inventory, moves),
-                          approval_gate(dst, approval_required, approved_by))
+                          approval_gate(dst, approval_required, approved_by, deferred=approval_deferred))
     edge = Edge(candidate.image, src, dst, digest, tuple(m.tag for m in moves))
     return PromotionDecision(edge, _outcome(all_gates, moves, candidate, inventory), all_gates, tuple(moves), tuple(kept))
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 from moka_images import log
+from moka_images.config.release import RELEASE_SCHEMA, Release
 from moka_images.config.settings import Settings
 from moka_images.errors import GateFailed
 from moka_images.models import Environment, ImageRef
@@ -27,11 +29,34 @@ from moka_images.stages.verify.attestations import AttestationKind
 class ImageOutcome:
     """What each phase said about one image."""
 
-    image: str
-    digest: str
+    built: BuiltImage
     phases: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     failed: str | None = None
+
+    @property
+    def image(self) -> str:
+        """The image's name."""
+        return self.built.image
+
+    @property
+    def digest(self) -> str:
+        """Its index digest."""
+        return str(self.built.digest)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data: the image by digest and what each phase said."""
+        return {**self.built.to_json(), "phases": self.phases, "seconds": self.seconds, "failed": self.failed}
+
+
+def release_of(outcomes: Sequence[ImageOutcome]) -> Release | None:
+    """The images that passed every phase, by digest, in build order: the release that moves on (None: none did)."""
+    passed = [o.built for o in outcomes if not o.failed]
+    if not passed:
+        return None
+    return Release.model_validate({"schema": RELEASE_SCHEMA, "verified_in": Environment.TEST.value, "images": [
+        {"name": b.image, "version": b.version, "build_tag": b.tag, "digest": str(b.digest),
+         "platforms": {str(p): str(d) for p, d in sorted(b.platforms.items())}} for b in passed]})
 
 
 @contextmanager
@@ -52,7 +77,7 @@ def verify_image(settings: Settings, image: BuiltImage, today: date,
     """Scan, sign and smoke one built image in test, attesting each result on its index digest."""
     env = Environment.TEST
     ref = ImageRef(settings.env(env).registry, settings.repository(image.image), digest=image.digest)
-    outcome = ImageOutcome(image.image, str(image.digest))
+    outcome = ImageOutcome(image)
     with _phase(outcome, "scan"):
         result = scan.scan_image(settings, registries.client(settings, env), ref, image.image)
         verdict = scan.judge_scan(settings, result, env, today)

@@ -15,7 +15,7 @@ from moka_images.adapters.copy import CopyStats, TagSet, copy_image, set_tags
 from moka_images.config.settings import Settings
 from moka_images.models import Environment, ImageRef
 from moka_images.plan import lifecycle
-from moka_images.plan.promotion import Outcome, PromotionDecision, record
+from moka_images.plan.promotion import Inventory, Outcome, PromotionDecision, record
 from moka_images.stages import history, registries, repositories
 from moka_images.stages.images import read_inventory
 from moka_images.stages.promote.prepare import Prepared, prepare, redecide, refusal
@@ -35,26 +35,15 @@ class Done:
     record: Mapping[str, Any] | None
 
 
-def identity() -> str:
-    """Who is acting: MOKA_ACTOR, else the CI's actor and run, else user@host."""
-    if os.environ.get("MOKA_ACTOR"):
+def identity(settings: Settings) -> str:
+    """Who is acting: the CI's actor and run, else user@host; MOKA_ACTOR overrides it in the local profile only
+    (a stand-in for tests and demos, never a way to sign a record in someone else's name elsewhere)."""
+    if os.environ.get("MOKA_ACTOR") and settings.profile == "local":
         return os.environ["MOKA_ACTOR"]
     if os.environ.get("GITHUB_ACTOR"):
         run = os.environ.get("GITHUB_RUN_ID")
         return f"github:{os.environ['GITHUB_ACTOR']}" + (f" (run {run})" if run else "")
     return host.user_at_host()
-
-
-# ---- reading registries ------------------------------------------------------------------------
-
-
-# ---- gates that need the world -----------------------------------------------------------------
-
-
-# ---- planning ----------------------------------------------------------------------------------
-
-
-# ---- carrying it out ---------------------------------------------------------------------------
 
 
 def lock_path(settings: Settings, image: str, env: Environment) -> Path:
@@ -65,8 +54,7 @@ def lock_path(settings: Settings, image: str, env: Environment) -> Path:
 def carry_out(settings: Settings, prepared: Prepared, *, by: str | None = None,
               workers: int = COPY_WORKERS) -> Done:
     """Do what the decision says, after re-deciding on the target's inventory under the lock."""
-    source, edge = prepared.source, prepared.decision.edge
-    target = edge.dst_env
+    source, target = prepared.source, prepared.decision.edge.dst_env
     dst = registries.client(settings, target)
     with history.exclusive(lock_path(settings, source.name, target),
                            on_wait=lambda: log.info(f"waiting for another promotion of {source.name} to {target}")):
@@ -79,26 +67,53 @@ def carry_out(settings: Settings, prepared: Prepared, *, by: str | None = None,
         if decision.outcome is Outcome.NOOP:
             log.info(f"{source.name} {source.candidate.build} is already in {target}: nothing to do")
             return Done(decision, (), None, None)
-        # The lifecycle policy must keep what the rolling tags will point at, the ones about to move included.
-        repositories.ensure_repository(settings, target, source.repository,
-                              lifecycle.protected_tags([*inventory.tags, *decision.edge.tags]))
-        dst_ref = ImageRef(settings.env(target).registry, source.repository, digest=edge.digest)
-        stats = None
-        if decision.outcome is Outcome.COPY:
-            with log.step(f"copy {source.name}@{edge.digest.short} {edge.src_env} -> {target}"):
-                stats = copy_image(registries.client(settings, edge.src_env), source.repository, dst,
-                                   source.repository, edge.digest, workers=workers)
-            metrics.count(metrics.BYTES_COPIED, stats.bytes_copied, image=source.name, source=edge.src_env.value,
-                          target=target.value)
-        if not decision.rollback:
-            signing.sign(settings, target, dst_ref)
-        doc = record(decision, repository=source.repository, by=by or identity(),
-                     at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), approved_by=prepared.approved_by,
-                     registries={e.value: settings.env(e).registry for e in {edge.src_env, target}})
-        attestations.attest(settings, target, dst_ref, AttestationKind.PROMOTION, doc)
-        moved = set_tags(dst, source.repository, edge.digest, [TagSet(m.tag, m.old) for m in decision.moves])
-        history.append(settings, {**doc, "moved": moved, "copy": stats.to_json() if stats else None})
-    return Done(decision, tuple(moved), stats, doc)
+        landed = land(settings, replace(prepared, decision=decision), inventory, by=by, workers=workers)
+        return move_tags(settings, landed)
+
+
+@dataclass(frozen=True)
+class Landed:
+    """An image copied, signed and its promotion attested in the target: only its tags are left to move."""
+
+    prepared: Prepared
+    copy: CopyStats | None
+    record: Mapping[str, Any]
+
+
+def land(settings: Settings, prepared: Prepared, inventory: Inventory, *, by: str | None = None,
+         workers: int = COPY_WORKERS) -> Landed:
+    """Everything but the tags, each step idempotent: the repository, the copy by digest, the target's
+    signature and the promotion record. The caller holds the image's lock."""
+    source, decision = prepared.source, prepared.decision
+    edge, target = decision.edge, decision.edge.dst_env
+    # The lifecycle policy must keep what the rolling tags will point at, the ones about to move included.
+    repositories.ensure_repository(settings, target, source.repository,
+                                   lifecycle.protected_tags([*inventory.tags, *edge.tags]))
+    dst_ref = ImageRef(settings.env(target).registry, source.repository, digest=edge.digest)
+    stats = None
+    if decision.outcome is Outcome.COPY:
+        with log.step(f"copy {source.name}@{edge.digest.short} {edge.src_env} -> {target}"):
+            stats = copy_image(registries.client(settings, edge.src_env), source.repository,
+                               registries.client(settings, target), source.repository, edge.digest, workers=workers)
+        metrics.count(metrics.BYTES_COPIED, stats.bytes_copied, image=source.name, source=edge.src_env.value,
+                      target=target.value)
+    if not decision.rollback:
+        signing.sign(settings, target, dst_ref)
+    doc = record(decision, repository=source.repository, by=by or identity(settings),
+                 at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), approved_by=prepared.approved_by,
+                 registries={e.value: settings.env(e).registry for e in {edge.src_env, target}})
+    attestations.attest(settings, target, dst_ref, AttestationKind.PROMOTION, doc)
+    return Landed(prepared, stats, doc)
+
+
+def move_tags(settings: Settings, landed: Landed) -> Done:
+    """The tags, last (build tag first, each compare-and-set), then the history line."""
+    decision = landed.prepared.decision
+    dst = registries.client(settings, decision.edge.dst_env)
+    moved = set_tags(dst, landed.prepared.source.repository, decision.edge.digest,
+                     [TagSet(m.tag, m.old) for m in decision.moves])
+    history.append(settings, {**landed.record, "moved": moved, "copy": landed.copy.to_json() if landed.copy else None})
+    return Done(decision, tuple(moved), landed.copy, landed.record)
 
 
 def promote(settings: Settings, spec: str, target: Environment, *, src: Environment | None = None,

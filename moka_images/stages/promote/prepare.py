@@ -29,8 +29,11 @@ class Prepared:
 
 
 def prepare(settings: Settings, spec: str, target: Environment, *, src: Environment | None = None,
-            approved_by: str | None = None) -> Prepared:
-    """Resolve the image in the source environment, run every gate, and decide against the target's inventory."""
+            approved_by: str | None = None, approval_deferred: bool = False) -> Prepared:
+    """Resolve the image in the source environment, run every gate, and decide against the target's inventory.
+
+    `approval_deferred`: for a plan applied later, the approver is named then (the gate says so).
+    """
     src = src or target.previous
     if src is None:
         raise ConfigError(f"nothing is promoted into {target}: images enter it by being built",
@@ -39,11 +42,12 @@ def prepare(settings: Settings, spec: str, target: Environment, *, src: Environm
     source = find_source(settings, src, spec, src_client)
     inventory = read_inventory(registries.client(settings, target), source.repository)
     required = settings.env(target).approval_required
-    local = decide(source.candidate, src, target, inventory, (), approval_required=required, approved_by=approved_by)
+    local = decide(source.candidate, src, target, inventory, (), approval_required=required, approved_by=approved_by,
+                   approval_deferred=approval_deferred)
     with log.step(f"gates for {source.name} {source.candidate.build} {src} -> {target}"):
         gates = _gates(settings, source, target, src_client, cheap_ones_passed=not local.refused)
     decision = decide(source.candidate, src, target, inventory, gates, approval_required=required,
-                      approved_by=approved_by)
+                      approved_by=approved_by, approval_deferred=approval_deferred)
     _count_gates(decision)
     return Prepared(source, f"{settings.env(target).registry}/{source.repository}", decision, gates, approved_by)
 

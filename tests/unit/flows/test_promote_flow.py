@@ -8,6 +8,7 @@ happened and in which order (signatures and the promotion attestation before any
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from fakes import OCI_INDEX, FakeRegistry, Pushed, add_signature, push_image, signature_tag, signers
 
 from moka_images.adapters.copy import copy_image
+from moka_images.config.release import RELEASE_SCHEMA, PromotionPlan, Release
 from moka_images.config.settings import Settings, load_settings
 from moka_images.errors import GateFailed, ServiceError
 from moka_images.models import Digest, Environment, ImageRef
@@ -28,6 +30,7 @@ from moka_images.stages.promote import prepare as prepare_module
 from moka_images.stages.promote.apply import carry_out, promote
 from moka_images.stages.promote.inventory import Source
 from moka_images.stages.promote.prepare import prepare, prepare_rollback
+from moka_images.stages.promote.release import apply_plan, plan_release
 from moka_images.stages.verify import attestations, signing
 from moka_images.stages.verify.attestations import AttestationKind
 
@@ -383,3 +386,88 @@ def test_a_tag_moved_while_carrying_out_stops_the_tag_moves_there(w: World) -> N
     assert history.read(w.settings) == []  # but no history line for the 3 tags that did move
     rerun = prepare(w.settings, f"{IMAGE}:1.0.1", DEV)  # "run again to re-plan": it now looks done
     assert rerun.decision.outcome is Outcome.NOOP and rerun.decision.kept
+
+
+# ---- releases: plan once, apply exactly that plan ------------------------------------------------------------
+
+TEAM = "data-eng/etl-jobs"
+
+
+def _release(w: World, *images: tuple[str, Pushed]) -> Release:
+    return Release.model_validate({"schema": RELEASE_SCHEMA, "images": [
+        {"name": name, "version": p.build.version, "build_tag": str(p.build), "digest": str(p.digest),
+         "platforms": {str(k): str(v) for k, v in p.platforms.items()}} for name, p in images]})
+
+
+def _build_team(w: World, version: str, seed: str) -> Pushed:
+    repo = w.settings.repository(TEAM)
+    image = push_image(w[TEST], repo, version, seed=seed)
+    add_signature(w[TEST], repo, image.digest, "test")
+    return image
+
+
+def test_a_release_plan_survives_its_file_and_applies_copies_before_any_tag_moves(w: World) -> None:
+    base, team = w.build("1.0.1", "a", "2025-01-01T00:00:00Z"), _build_team(w, "2.0.0", "t")
+    plan = plan_release(w.settings, _release(w, (IMAGE, base), (TEAM, team)), DEV)
+    assert [(i.image, i.outcome) for i in plan.images] == [(IMAGE, "copy"), (TEAM, "copy")]
+    assert w.story() == []  # planning writes nothing
+    again = PromotionPlan.model_validate(json.loads(json.dumps(plan.to_json())))  # through its file
+    assert again == plan
+
+    since = len(w.events)
+    done = apply_plan(w.settings, again)
+
+    assert [d.decision.edge.digest for d in done] == [base.digest, team.digest]
+    story = w.story(since)
+    first_tag = next(i for i, label in enumerate(story) if label.startswith("tag:"))
+    assert all(not label.startswith("tag:") for label in story[:first_tag])
+    assert story[:first_tag].count("attest:promotion") == 2 and story[:first_tag].count("sign:dev") == 2
+    assert story[first_tag:] == ["tag:" + str(base.build), "tag:1.0.1", "tag:1.0", "tag:latest", "history:promote",
+                                 "tag:" + str(team.build), "tag:2.0.0", "tag:2.0", "tag:latest", "history:promote"]
+    assert w.image_tags(DEV)["latest"] == base.digest
+    assert w[DEV].tags(w.settings.repository(TEAM))["latest"] == team.digest
+
+
+def test_applying_a_plan_whose_tag_moved_since_refuses_names_the_tag_and_changes_nothing(w: World) -> None:
+    old = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    promote_to(w, f"{IMAGE}:1.0.1", DEV)
+    new = w.build("1.0.2", "b", "2025-02-01T00:00:00Z")
+    plan = plan_release(w.settings, _release(w, (IMAGE, new)), DEV)
+    squatter = w.build("1.0.3", "c", "2025-03-01T00:00:00Z")
+    promote_to(w, f"{IMAGE}:1.0.3", DEV)  # someone else moved `latest` after the plan was made
+    before = dict(w.image_tags(DEV))
+    since = len(w.events)
+
+    with pytest.raises(GateFailed) as refused:
+        apply_plan(w.settings, plan)
+
+    assert f"tag latest in dev points at {squatter.digest.short}, the plan saw {old.digest.short}" \
+        in refused.value.message
+    assert w.story(since) == [] and w.image_tags(DEV) == before
+    fresh = plan_release(w.settings, _release(w, (IMAGE, new)), DEV)
+    (done,) = apply_plan(w.settings, fresh)
+    assert done.moved == (str(new.build), "1.0.2") and w.image_tags(DEV)["latest"] == squatter.digest
+
+
+def test_a_prod_plan_needs_an_approver_who_did_not_start_the_run(w: World,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    image = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    promote_to(w, f"{IMAGE}:1.0.1", DEV)
+    promote_to(w, f"{IMAGE}:1.0.1", STAGING, approved_by="carol")
+    plan = plan_release(w.settings, _release(w, (IMAGE, image)), PROD)
+    assert plan.approval_required and plan.images[0].outcome == "copy"
+    approval = next(g for g in plan.images[0].gates if g.name == "approval")
+    assert approval.passed and approval.evidence["pending"]
+
+    with pytest.raises(GateFailed, match="needs a named approver"):
+        apply_plan(w.settings, plan)
+    monkeypatch.setenv("GITHUB_ACTOR", "alice")
+    with pytest.raises(GateFailed, match="four eyes"):
+        apply_plan(w.settings, plan, approved_by="alice")
+    assert PROD not in {Environment(e[1]) for e in w.events if e[0] == "sign"}
+
+    (done,) = apply_plan(w.settings, plan, approved_by="bob")
+    assert done.record is not None and done.record["approved_by"] == "bob"
+    assert {"name": "approval", "passed": True, "detail": "approved by bob", "evidence": {"approved_by": "bob"}} \
+        in done.record["gates"]
+    assert w.image_tags(PROD)["latest"] == image.digest

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from moka_images.cli import build_parser
-from moka_images.commands.smoke import parse_ref
 from moka_images.errors import ConfigError
 from moka_images.models import Digest, ImageRef, Platform
 
@@ -19,13 +18,13 @@ DIGEST = "sha256:" + "c" * 64
     ("127.0.0.1:15001/moka/spark-3.5", ImageRef("127.0.0.1:15001", "moka/spark-3.5")),
 ])
 def test_parse_ref(text: str, ref: ImageRef) -> None:
-    assert parse_ref(text) == ref
+    assert ImageRef.parse(text) == ref
 
 
 @pytest.mark.parametrize("text", ["127.0.0.1:15001/moka/x@sha256:short", "127.0.0.1:15001/Bad/Name"])
 def test_bad_ref_is_a_config_error(text: str) -> None:
     with pytest.raises(ConfigError):
-        parse_ref(text)
+        ImageRef.parse(text)
 
 
 def test_smoke_command_options() -> None:
