@@ -62,7 +62,7 @@ def _expand(text: str, row: dict[str, str]) -> str:
         expr = m.group(1)
         if expr.startswith("matrix."):
             return str(row[expr.removeprefix("matrix.")])
-        return PLACEHOLDER
+        return str(row.get(expr, PLACEHOLDER))  # a choice input, expanded like a matrix axis
     return _EXPR.sub(value, text)
 
 
@@ -81,10 +81,18 @@ def extract(script: str) -> Iterator[list[str]]:
             yield argv
 
 
+def _input_rows(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per combination of the workflow's choice inputs (`inputs.target`: each option)."""
+    inputs = ((doc.get("on") or {}).get("workflow_dispatch") or {}).get("inputs") or {}
+    axes = {f"inputs.{k}": v["options"] for k, v in inputs.items() if v.get("type") == "choice"}
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
 def commands(name: str) -> list[Command]:
     out = []
-    for job_name, job in load(name)["jobs"].items():
-        for row in _matrix_rows(job):
+    doc = load(name)
+    for job_name, job in doc["jobs"].items():
+        for row in ({**m, **i} for m in _matrix_rows(job) for i in _input_rows(doc)):
             for i, step in enumerate(job.get("steps") or []):
                 if "run" in step:
                     for argv in extract(_expand(step["run"], row)):
@@ -172,7 +180,11 @@ def test_merge_plans_builds_each_platform_natively_merges_verifies_and_promotes_
         assert any(order.index(n) < order.index(merge.job) for n in ([needs] if isinstance(needs, str) else needs))
     promote = next(c for c in found if c.name == "promote")
     args = parse(promote.argv)
-    assert args.to == "dev" and args.confirm
+    assert args.to == "dev" and args.confirm and str(args.release) == "release.json"
+    pipeline = next(c for c in found if c.name == "pipeline")
+    assert parse(pipeline.argv).promote_to == "none" and str(parse(pipeline.argv).release_out) == "release.json"
+    needs = doc["jobs"][promote.job]["needs"]
+    assert pipeline.job in ([needs] if isinstance(needs, str) else needs)  # dev gets the verified release
 
 
 def test_jobs_that_diff_against_a_revision_fetch_the_history() -> None:
@@ -183,22 +195,50 @@ def test_jobs_that_diff_against_a_revision_fetch_the_history() -> None:
                 assert (checkout.get("with") or {}).get("fetch-depth") == 0, (name, job_name)
 
 
-def test_release_promotes_only_through_protected_environments_with_an_approver() -> None:
+def test_release_plans_outside_and_applies_that_plan_inside_protected_environments() -> None:
     doc = load("release.yml")
     inputs = doc["on"]["workflow_dispatch"]["inputs"]
-    assert set(inputs) >= {"image", "version", "target"}
+    assert set(inputs) >= {"release_run", "target"}
     assert inputs["target"]["type"] == "choice" and set(inputs["target"]["options"]) == {"staging", "prod"}
     promotions = [c for c in commands("release.yml") if c.name == "promote"]
-    confirmed = [c for c in promotions if "--confirm" in c.argv]
-    assert {parse(c.argv).to for c in confirmed} == {"staging", "prod"}
-    for c in confirmed:
+    planning = [c for c in promotions if parse(c.argv).plan_out]
+    applying = [c for c in promotions if parse(c.argv).apply]
+    assert len(planning) + len(applying) == len(promotions)
+    assert {parse(c.argv).to for c in planning} == {"staging", "prod"}  # one plan job, for either target
+    (plan,) = {c.job: c for c in planning}.values()
+    assert "environment" not in doc["jobs"][plan.job] and not parse(plan.argv).confirm  # planning moves nothing
+    assert parse(plan.argv).release is not None
+    plan_artifact = next(s["with"]["name"] for s in doc["jobs"][plan.job]["steps"]
+                         if str(s.get("uses", "")).startswith("actions/upload-artifact"))
+    for c in applying:
         args = parse(c.argv)
         job = doc["jobs"][c.job]
-        assert job["environment"] == {"staging": "staging", "prod": "production"}[args.to], c.where
-        assert args.approved_by, f"{c.where}: a confirmed promotion names its approver"
-        assert f"inputs.target == '{args.to}'" in job["if"]
-    for c in promotions:  # nothing is promoted outside a protected environment, not even a dry run
-        assert doc["jobs"][c.job].get("environment") in ("staging", "production")
+        target = {"staging": "staging", "production": "prod"}[job["environment"]]
+        assert f"inputs.target == '{target}'" in job["if"], c.where
+        assert args.confirm and args.approved_by, f"{c.where}: an applied plan names its approver"
+        assert args.to is None and args.image is None and args.release is None  # only the plan, nothing else
+        needs = job["needs"]
+        assert plan.job in ([needs] if isinstance(needs, str) else needs), c.where
+        downloads = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact")]
+        assert [d["with"]["name"] for d in downloads] == [plan_artifact], c.where  # the plan an earlier job made
+    assert {c.job: doc["jobs"][c.job]["environment"] for c in applying} == {"staging": "staging",
+                                                                             "prod": "production"}
+
+
+@pytest.mark.parametrize("name", ["merge.yml", "release.yml", "nightly.yml"])
+def test_every_promotion_names_a_digest_a_release_or_a_plan_never_a_bare_name(name: str) -> None:
+    for c in commands(name):
+        if c.name != "promote":
+            continue
+        args = parse(c.argv)
+        assert args.release or args.apply or (args.image and "@sha256:" in args.image), \
+            f"{c.where}: `moka-images {' '.join(c.argv)}` resolves a name at promotion time"
+
+
+def test_every_shipped_profile_requires_approval_for_prod() -> None:
+    settings = yaml.safe_load((ROOT / "moka.yaml").read_text())
+    for name, profile in settings["profiles"].items():
+        assert profile["environments"]["prod"].get("approval_required") is True, name
 
 
 def test_nightly_mirrors_a_fresh_db_then_rescans_every_environment() -> None:
