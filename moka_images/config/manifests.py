@@ -20,8 +20,7 @@ import semver
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from ..errors import ConfigError, ManifestError, ValidationProblem
-from ..models import Platform
-from ..plan.graph import InputFile
+from ..models import InputFile, Platform
 from .validation import Strict, problem, read_yaml, validate
 
 IMAGES_DIR = "images"

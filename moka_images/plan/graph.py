@@ -20,7 +20,7 @@ import semver
 from rich.table import Table
 
 from ..errors import ConfigError
-from ..models import Digest
+from ..models import Digest, InputFile
 
 OS_BASE = "os-base"  # how the OS base is shown where a base image's name would be
 _BUILD_TAG_RE = re.compile(r"^(?P<version>.+)-(?P<own>[0-9a-f]{10})-(?P<base>[0-9a-f]{10})$")
@@ -32,15 +32,6 @@ class Action(str, Enum):
     BUILD = "build"
     SKIP = "skip"
     REFUSE = "refuse"
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """One file an image is built from: path relative to the image's folder, content hash, exec bit."""
-
-    path: str
-    sha256: str
-    executable: bool = False
 
 
 def own_key(declaration: Mapping[str, Any], files: Iterable[InputFile], recipe: str) -> str:

@@ -6,12 +6,11 @@ import pytest
 from rich.console import Console
 
 from moka_images.errors import ConfigError
-from moka_images.models import Digest
+from moka_images.models import Digest, InputFile
 from moka_images.plan.graph import (
     Action,
     BuildTag,
     Graph,
-    InputFile,
     Node,
     Plan,
     make_plan,
