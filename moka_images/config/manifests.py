@@ -21,7 +21,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator, mod
 
 from ..errors import ConfigError, ManifestError, ValidationProblem
 from ..models import InputFile, Platform
-from .validation import Strict, problem, read_yaml, validate
+from .validation import Strict, problem, read
 
 IMAGES_DIR = "images"
 MANIFESTS_DIR = "manifests"
@@ -512,9 +512,8 @@ def _load_bases(root: Path, problems: list[ValidationProblem]) -> list[BaseImage
     for path in files:
         shown = path.relative_to(root).as_posix()
         folder = path.parent
-        data, bad = read_yaml(path, shown)
-        matrix, bad = (None, bad) if bad else validate(
-            BaseMatrix, data, shown, {"folder": folder, "shown_folder": folder.relative_to(root).as_posix()})
+        matrix, _, bad = read(BaseMatrix, path, shown,
+                              {"folder": folder, "shown_folder": folder.relative_to(root).as_posix()})
         problems += bad
         if matrix is not None:
             found += [BaseImage(f"{matrix.name}-{line.line}", folder.relative_to(root).as_posix(), shown, matrix, line)
@@ -540,10 +539,9 @@ def _load_teams(root: Path, bases: list[str] | None, problems: list[ValidationPr
             problems.append(ValidationProblem(shown, "", "team folders and manifests cannot be symlinks",
                                               "keep the real files under manifests/"))
             continue
-        data, bad = read_yaml(path, shown)
         context = {"folder": folder, "shown_folder": folder.relative_to(root).as_posix(), "team": folder.name,
                    "bases": bases}
-        manifest, bad = (None, bad) if bad else validate(TeamManifest, data, shown, context)
+        manifest, _, bad = read(TeamManifest, path, shown, context)
         problems += bad
         if manifest is not None:
             found.append(TeamImage(manifest, folder.relative_to(root).as_posix(), shown))

@@ -175,11 +175,13 @@ CASES: list[tuple[str, Callable[[Tree], None], list[tuple[str, str, str, str | N
     ("smoke job missing", nested("smoke.job", "smoke/none.py"), [(ETL, "smoke.job", "does not exist", None)]),
     ("smoke timeout too short", nested("smoke.timeout_seconds", 5),
      [(ETL, "smoke.timeout_seconds", "greater than or equal to 10", None)]),
-    ("YAML alias bomb", raw(BOMB), [(ETL, "", "aliases are not allowed", None)]),
+    ("YAML alias bomb", raw(BOMB), [(ETL, "b.0", "aliases are not allowed", None)]),
     ("oversize file", raw("# x\n" * (MAX_YAML_BYTES // 4 + 1)), [(ETL, "", "over the", None)]),
     ("multiple documents", raw("name: a\n---\nname: b\n"), [(ETL, "", "expected one YAML document, found 2", None)]),
     ("not a mapping", raw("- name: etl-jobs\n"), [(ETL, "", "expected a mapping at the top, got list", None)]),
-    ("duplicate key", raw("name: a\nname: b\n"), [(ETL, "", "duplicate key 'name'", None)]),
+    ("duplicate key, and the rest of the file still checked", raw("name: a\nname: b\n"),
+     [(ETL, "name", "duplicate key `name`", "keep one"), (ETL, "name", "not a valid name", None),
+      *[(ETL, f, "required field is missing", None) for f in ("team", "version", "base", "description")]]),
     ("not YAML", raw("name: [unclosed\n"), [(ETL, "", "not valid YAML", None)]),
     ("not UTF-8", raw(b"name: \xff\xfe\n"), [(ETL, "", "not UTF-8", None)]),
     ("duplicate image names", duplicate_name,
@@ -226,5 +228,5 @@ def test_problems_name_the_file_relative_to_the_root(tree: Tree) -> None:
     team(version="1")(tree)
     with pytest.raises(ManifestError) as caught:
         load_declarations(tree.root)
-    assert str(caught.value).startswith("1 problem(s) in the declarations:\n  - manifests/data-eng/etl-jobs.yaml: ")
+    assert str(caught.value).startswith("1 problem(s) in the declarations:\n  - manifests/data-eng/etl-jobs.yaml:3: ")
     assert os.fspath(tree.root) not in str(caught.value)
