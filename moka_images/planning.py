@@ -14,17 +14,42 @@ from .adapters import git
 from .adapters.registry import RegistryClient
 from .config.manifests import BaseImage, Declarations, input_files, load_declarations, watched_paths
 from .config.settings import Settings, load_settings
-from .errors import PlanRefused, ServiceError
+from .errors import ManifestError, PlanRefused, ServiceError
 from .models import Digest, Environment
-from .plan.graph import Action, Graph, Node, Plan, Scope, make_plan, own_key, select, since
+from .plan.graph import (
+    Action,
+    Graph,
+    Link,
+    Node,
+    Plan,
+    Scope,
+    graph_problems,
+    make_plan,
+    own_key,
+    select,
+    since,
+)
 from .recipes import team as team_recipe
 
 # Code whose change alters how images are built: `--since` re-evaluates the images it concerns.
 TEAM_RECIPE_PATHS = ("moka_images/recipes/team.py",)
 
 
+def links(declarations: Declarations) -> list[Link]:
+    """What each declared image builds on: bases on the OS base, team images on their `base`."""
+    return [Link(i.name, None, i.source) if isinstance(i, BaseImage) else Link(i.name, i.base, i.source,
+                                                                               i.lines.get("base"))
+            for i in declarations.images]
+
+
 def graph_of(declarations: Declarations) -> Graph:
-    """Nodes for every declared image, with own keys over their declarations, input files and recipes."""
+    """Nodes for every declared image, with own keys over their declarations, input files and recipes.
+
+    Raises ManifestError with every base that is not approved (the curated base images are).
+    """
+    problems = graph_problems(links(declarations), [b.name for b in declarations.bases])
+    if problems:
+        raise ManifestError(problems)
     root, nodes = declarations.root, []
     for image in declarations.images:
         if isinstance(image, BaseImage):

@@ -1,4 +1,5 @@
-"""A table of bad declarations: each names the exact file, field and the gist of the message (and fix)."""
+"""A table of bad declarations: each names the exact file, field and the gist of the message (and fix), as loading
+the declarations or judging their graph (an approved base) reports it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from manifest_tree import BASES, TEAM, Tree
 from moka_images.config.manifests import load_declarations
 from moka_images.config.validation import MAX_YAML_BYTES
 from moka_images.errors import ManifestError
+from moka_images.planning import graph_of
 
 ETL = "manifests/data-eng/etl-jobs.yaml"
 IMG = "images/spark/image.yaml"
@@ -192,9 +194,9 @@ CASES: list[tuple[str, Callable[[Tree], None], list[tuple[str, str, str, str | N
      [("manifests/data-eng/x.yml", "", "end in .yaml", "rename it to x.yaml")]),
     ("missing required fields", team(version=None, base=None),
      [(ETL, "version", "required field is missing", None), (ETL, "base", "required field is missing", None)]),
-    ("several errors in one file", team(pyton={}, version="v1", env={"PATH": "/x"}, base="spark-9"),
+    ("several errors in one file", team(pyton={}, version="v1", env={"PATH": "/x"}, base="spark 9"),
      [(ETL, "pyton", "unknown key", None), (ETL, "version", "semantic version", None),
-      (ETL, "env.PATH", "reserved", None), (ETL, "base", "not an approved base", None)]),
+      (ETL, "env.PATH", "reserved", None), (ETL, "base", "not an image name", None)]),
     ("errors in several files together", two_files,
      [(ETL, "version", "semantic version", None),
       ("manifests/ml-platform/features.yaml", "env.HOME", "reserved", None)]),
@@ -213,8 +215,8 @@ CASES: list[tuple[str, Callable[[Tree], None], list[tuple[str, str, str, str | N
 def test_bad_declarations(tree: Tree, setup: Callable[[Tree], None],
                           expected: list[tuple[str, str, str, str | None]]) -> None:
     setup(tree)
-    with pytest.raises(ManifestError) as caught:
-        load_declarations(tree.root)
+    with pytest.raises(ManifestError) as caught:  # what `plan` and `build` do: load, then judge the graph
+        graph_of(load_declarations(tree.root))
     problems = caught.value.problems
     assert sorted((p.file, p.field) for p in problems) == sorted((f, fld) for f, fld, _, _ in expected), problems
     for file, field, message, fix in expected:
