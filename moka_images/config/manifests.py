@@ -490,6 +490,17 @@ class Declarations:
 
 
 @dataclass(frozen=True)
+class BaseRef:
+    """A team manifest's `base` as written, with its image, file and line: read from invalid manifests too, so
+    that the graph can be judged at once."""
+
+    image: str
+    base: str
+    source: str
+    line: int | None
+
+
+@dataclass(frozen=True)
 class Reading:
     """images/ and manifests/ as far as they could be read: the valid images and every problem."""
 
@@ -499,6 +510,7 @@ class Reading:
     # and the families whose image.yaml could not be read at all: whether `<family>-...` is a base is unknown.
     base_names: frozenset[str]
     unread_families: frozenset[str]
+    base_refs: tuple[BaseRef, ...]  # the `base` of every team manifest YAML could read
 
 
 def load_declarations(root: Path) -> Declarations:
@@ -518,7 +530,8 @@ def read_declarations(root: Path) -> Reading:
     """
     problems: list[ValidationProblem] = []
     bases, names, unread = _load_bases(root, problems)
-    teams = _load_teams(root, problems)
+    refs: list[BaseRef] = []
+    teams = _load_teams(root, problems, refs)
     seen: dict[str, str] = {}
     for image in (*bases, *teams):
         if image.name in seen:
@@ -527,7 +540,7 @@ def read_declarations(root: Path) -> Reading:
                                               image.lines.get("name") if isinstance(image, TeamImage) else None))
         seen.setdefault(image.name, image.source)
     return Reading(Declarations(root, tuple(bases), tuple(teams)), tuple(problems), frozenset(names),
-                   frozenset(unread))
+                   frozenset(unread), tuple(refs))
 
 
 def _load_bases(root: Path, problems: list[ValidationProblem]) -> tuple[list[BaseImage], set[str], set[str]]:
@@ -538,6 +551,10 @@ def _load_bases(root: Path, problems: list[ValidationProblem]) -> tuple[list[Bas
     if not files:
         problems.append(ValidationProblem(f"{IMAGES_DIR}/", "", "no base images are declared",
                                           f"add {IMAGES_DIR}/<family>/{BASE_FILE}"))
+    for folder in sorted((root / IMAGES_DIR).glob("*/")):
+        if not os.path.lexists(folder / BASE_FILE):
+            problems.append(ValidationProblem(f"{IMAGES_DIR}/{folder.name}/", "", f"a folder without {BASE_FILE} is "
+                                              "not read", f"add {BASE_FILE}, or remove the folder"))
     for path in files:
         shown = path.relative_to(root).as_posix()
         folder = path.parent
@@ -564,7 +581,7 @@ def _is_yaml(name: str) -> bool:
     return name.lower().endswith((".yaml", ".yml"))
 
 
-def _load_teams(root: Path, problems: list[ValidationProblem]) -> list[TeamImage]:
+def _load_teams(root: Path, problems: list[ValidationProblem], refs: list[BaseRef]) -> list[TeamImage]:
     found: list[TeamImage] = []
     top = root / MANIFESTS_DIR
     if not top.is_dir():
@@ -577,7 +594,7 @@ def _load_teams(root: Path, problems: list[ValidationProblem]) -> list[TeamImage
             problems.append(ValidationProblem(shown, "", "team folders and manifests cannot be symlinks",
                                               "keep the real files under manifests/"))
         elif entry.is_dir():
-            found += _load_team(root, entry, problems)
+            found += _load_team(root, entry, problems, refs)
         elif _is_yaml(entry.name):
             problems.append(ValidationProblem(shown, "", "a manifest must be in its team's folder",
                                               f"move it to {MANIFESTS_DIR}/<team>/{entry.name}"))
@@ -587,10 +604,10 @@ def _load_teams(root: Path, problems: list[ValidationProblem]) -> list[TeamImage
     return found
 
 
-def _load_team(root: Path, folder: Path, problems: list[ValidationProblem]) -> list[TeamImage]:
+def _load_team(root: Path, folder: Path, problems: list[ValidationProblem], refs: list[BaseRef]) -> list[TeamImage]:
     found: list[TeamImage] = []
     entries = sorted(_team_entries(folder))
-    valid = True
+    valid, used = True, []
     for rel, path in entries:
         if "/" in rel or not rel.endswith(".yaml"):
             continue
@@ -603,21 +620,33 @@ def _load_team(root: Path, folder: Path, problems: list[ValidationProblem]) -> l
         context = {"folder": folder, "shown_folder": folder.relative_to(root).as_posix(), "team": folder.name}
         manifest, doc, bad = read(TeamManifest, path, shown, context)
         problems += bad
+        if doc is not None and isinstance(doc.data, dict) and isinstance(doc.data.get("base"), str):
+            name = manifest.image if manifest else f"{folder.name}/{doc.data.get('name')}"
+            refs.append(BaseRef(name, doc.data["base"], shown, doc.key_lines().get("base")))
         if manifest is not None and doc is not None:
             found.append(TeamImage(manifest, folder.relative_to(root).as_posix(), shown, doc.key_lines()))
         valid = valid and manifest is not None
-    # While a manifest of the folder is not valid, which files it uses is unknown: its problems come first.
-    used = [path for image in found for path in _used(image)] if valid else None
-    for rel, path in entries if used is not None else []:
-        if ("/" in rel or not rel.endswith(".yaml")) and not any(rel == u or rel.startswith(u + "/") for u in used):
+        used += _used(doc.data if doc is not None else None)
+    for rel, path in entries:
+        if "/" not in rel and rel.endswith(".yaml") or any(rel == u or rel.startswith(u + "/") for u in used):
+            continue
+        # While a manifest of the folder is not valid, which files it means to use is unsure (a mistyped `src`
+        # leaves its files unused): only a top-level file named like a manifest, which is never read as one,
+        # is reported before the manifests are fixed.
+        if valid or ("/" not in rel and _is_yaml(rel)):
             problems.append(_stray(root, folder, rel, path))
     return found
 
 
-def _used(image: TeamImage) -> list[str]:
-    """The paths, relative to the team folder, that a manifest's `files` and `smoke.job` name."""
-    spec = image.manifest
-    return [f.src for f in spec.files] + ([spec.smoke.job] if spec.smoke else [])
+def _used(data: Any) -> list[str]:
+    """The paths, relative to the team folder, that a manifest's `files` and `smoke.job` name (read from its data,
+    so that those of a manifest with problems count too)."""
+    if not isinstance(data, dict):
+        return []
+    files, smoke = data.get("files"), data.get("smoke")
+    used = [f["src"] for f in files if isinstance(f, dict) and isinstance(f.get("src"), str)] \
+        if isinstance(files, list) else []
+    return used + ([smoke["job"]] if isinstance(smoke, dict) and isinstance(smoke.get("job"), str) else [])
 
 
 def _team_entries(folder: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:

@@ -46,10 +46,11 @@ def test_files_a_manifest_uses_may_be_yaml_and_bytecode_is_left_out(tree: Tree) 
     assert problems(tree) == []
 
 
-def test_while_a_manifest_is_invalid_its_folder_is_not_judged_for_stray_files(tree: Tree) -> None:
+def test_while_a_manifest_is_invalid_only_misnamed_manifests_are_reported_in_its_folder(tree: Tree) -> None:
     tree.manifest({**TEAM, "files": [{"src": "../etl", "dest": "etl"}]})  # etl/ looks unused, but it is a typo
     tree.write("manifests/data-eng/jobs/etl.yaml", "name: x\n")
-    assert [f for f, _ in problems(tree)] == ["manifests/data-eng/etl-jobs.yaml"]
+    tree.write("manifests/data-eng/etl-v2.yml", "name: x\n")  # never read as a manifest, whatever the others say
+    assert [f for f, _ in problems(tree)] == ["manifests/data-eng/etl-jobs.yaml", "manifests/data-eng/etl-v2.yml"]
 
 
 def test_a_symlinked_team_folder_is_reported(tree: Tree) -> None:
@@ -77,3 +78,8 @@ def test_team_images_know_the_line_of_each_key(tree: Tree) -> None:
     tree.manifest(data)
     (image,) = load_declarations(tree.root).teams
     assert image.lines["name"] == 1 and image.lines["base"] == list(data).index("base") + 1
+
+
+def test_a_base_image_folder_without_its_declaration_is_reported(tree: Tree) -> None:
+    tree.write("images/flink/image.yml", "name: flink\n")
+    assert problems(tree) == [("images/flink/", "a folder without image.yaml is not read")]
