@@ -13,6 +13,7 @@ from .errors import MokaError
 
 # Each module exposes register(subparsers): it adds its subcommands and sets `func(args) -> int`.
 COMMAND_MODULES = [
+    "moka_images.checking",
     "moka_images.stack",
     "moka_images.doctor",
     "moka_images.smoke.cli",
