@@ -183,13 +183,14 @@ def _check_inside(folder: Path, shown: str, value: str, *, directory_ok: bool) -
     target = folder / value
     if not os.path.lexists(target):
         raise problem(f"`{value}` does not exist in {shown}/", "add the file or fix the path")
-    if not target.resolve().is_relative_to(folder.resolve()):
+    real = folder.resolve()
+    if not target.resolve().is_relative_to(real):
         raise problem(f"`{value}` is a symlink that leads outside {shown}/", f"copy the file into {shown}/")
     if target.is_dir():
         if not directory_ok:
             raise problem(f"`{value}` is a directory", "name a file")
         for path in _walk(target):
-            if not path.resolve().is_relative_to(folder.resolve()):
+            if path.is_symlink() and not path.resolve().is_relative_to(real):
                 raise problem(f"`{path.relative_to(folder).as_posix()}` is a symlink that leads outside {shown}/",
                               f"copy the file into {shown}/")
             if not path.is_file():

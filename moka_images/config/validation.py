@@ -26,6 +26,7 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _CORE = "tag:yaml.org,2002:"
 # Plain data. Other tags (!!set, !!omap, !!binary, !!python/..., merge keys) have no place in a declaration.
 _PLAIN_TAGS = frozenset(_CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map"))
+_NODE_TAGS = {yaml.SequenceNode: _CORE + "seq", yaml.MappingNode: _CORE + "map"}
 _KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "timestamp": "a date", "null": "null"}
 # libyaml parses and composes several times faster than the pure-Python parser; both give the same nodes.
 _Parser: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -76,53 +77,75 @@ def _child(node: yaml.Node, part: str) -> tuple[yaml.Node, yaml.Node] | None:
     return None
 
 
-class _Loader(_Parser):
-    """Plain data from a composed node tree. A value YAML cannot read is recorded, and its raw text stands in
-    for it, so that the rest of the file is still read and validated."""
+class _Refused(Exception):
+    """The whole document is refused: an alias, or nesting past MAX_DEPTH."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.refused: list[tuple[yaml.Node, str, str | None]] = []
-        self.stood_in: list[yaml.Node] = []  # refused values whose raw text stands in the data
+    def __init__(self, problem: ValidationProblem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
 
-    def construct_object(self, node: Any, deep: bool = False) -> Any:
-        if node in self.constructed_objects:
-            return self.constructed_objects[node]
-        if node.tag not in _PLAIN_TAGS:
-            return self._stand_in(node, *_tag_problem(node))
+
+class _Builder:
+    """Plain data from a composed node tree, in one pass that never expands an alias. A value YAML cannot read
+    is recorded, and its raw text stands in for it, so that the rest of the file is still read and validated."""
+
+    def __init__(self, display: str, constructor: yaml.constructor.SafeConstructor) -> None:
+        self.display, self.constructor = display, constructor
+        self.seen: set[int] = set()
+        self.problems: list[ValidationProblem] = []
+        self.stood_in: list[Loc] = []  # paths of refused values
+
+    def data(self, node: yaml.Node, loc: Loc, written: yaml.Node) -> Any:
+        """The value of `node` at `loc`; `written` is where a problem with it is shown (a mapping value's key)."""
+        if id(node) in self.seen:  # composing an alias reuses its anchor's node, which came first in the file
+            raise _Refused(ValidationProblem(self.display, _field(loc), "YAML aliases are not allowed",
+                                             "write the value out where `*` refers to it", _line(written)))
+        self.seen.add(id(node))
+        if len(loc) > MAX_DEPTH:
+            raise _Refused(ValidationProblem(self.display, "", "nested too deeply",
+                                             "a declaration is a few levels deep", _line(node)))
+        fits = node.tag == _NODE_TAGS[type(node)] if type(node) in _NODE_TAGS else node.tag not in _NODE_TAGS.values()
+        if node.tag not in _PLAIN_TAGS or not fits:
+            return self._stand_in(node, loc, *_tag_problem(node))
+        if isinstance(node, yaml.SequenceNode):
+            return [self.data(item, (*loc, str(i)), item) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, loc)
         try:
-            return super().construct_object(node, deep=deep)
+            return self.constructor.yaml_constructors[node.tag](self.constructor, node)
         # PyYAML lets a scalar that its tag cannot convert escape as a bare ValueError, KeyError or AttributeError.
         except (ValueError, KeyError, AttributeError, TypeError, OverflowError, yaml.YAMLError) as exc:
-            self.recursive_objects.pop(node, None)
-            return self._stand_in(node, *_value_problem(node, exc))
+            return self._stand_in(node, loc, *_value_problem(node, exc))
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[Any] = set()
-        kept = []
+    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=True)
+            sub = (*loc, key_node.value if isinstance(key_node, yaml.ScalarNode) else "?")
+            key = self.data(key_node, sub, key_node)
             if key_node.tag not in _PLAIN_TAGS:
-                continue  # refused above: a merge key or an odd tag
+                continue  # refused: a merge key or an odd tag
             try:
                 hash(key)
             except TypeError:  # `? [a, b]`: a list or mapping as a key
-                self.refused.append((key_node, "a key must be a plain value", "write a name, not a list or mapping"))
+                self._refuse(key_node, sub, "a key must be a plain value", "write a name, not a list or mapping")
                 continue
-            if key in seen:
-                self.refused.append((key_node, f"duplicate key `{_short(key)}`", "keep one"))
+            if key in out:
+                self._refuse(key_node, sub, f"duplicate key `{_short(key)}`", "keep one")
                 continue
-            seen.add(key)
-            kept.append((key_node, value_node))
-        node.value = kept
-        return super().construct_mapping(node, deep=deep)
+            out[key] = self.data(value_node, sub, key_node)
+        return out
 
-    def _stand_in(self, node: Any, message: str, fix: str | None) -> Any:
-        self.refused.append((node, message, fix))
-        self.stood_in.append(node)
-        value = node.value if isinstance(node, yaml.ScalarNode) else None
-        self.constructed_objects[node] = value
-        return value
+    def _refuse(self, node: yaml.Node, loc: Loc, message: str, fix: str | None) -> None:
+        self.problems.append(ValidationProblem(self.display, _field(loc), message, fix, _line(node)))
+
+    def _stand_in(self, node: yaml.Node, loc: Loc, message: str, fix: str | None) -> Any:
+        self._refuse(node, loc, message, fix)
+        self.stood_in.append(loc)
+        return node.value if isinstance(node, yaml.ScalarNode) else None
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
 
 
 def _short(value: Any) -> str:
@@ -134,6 +157,8 @@ def _tag_problem(node: yaml.Node) -> tuple[str, str | None]:
     if node.tag == _CORE + "merge":
         return "merge keys (`<<`) are not allowed", "write the keys out"
     shown = "!!" + node.tag.removeprefix(_CORE) if node.tag.startswith(_CORE) else node.tag
+    if node.tag in _PLAIN_TAGS:
+        return f"the tag `{shown}` does not fit this value", "remove the tag"
     return f"the tag `{_short(shown)}` is not allowed", "write plain text, numbers, true/false, dates, lists, mappings"
 
 
@@ -147,30 +172,6 @@ def _value_problem(node: yaml.Node, exc: Exception) -> tuple[str, str | None]:
         detail = " (too many digits)"
     fix = "write an existing date as YYYY-MM-DD" if kind == "timestamp" else f"write {what}"
     return f"`{_short(node.value)}` is not {what}{detail}", f"{fix}, or keep it as text: quote it, with no `!!` tag"
-
-
-def _walk(root: yaml.Node) -> tuple[dict[int, Loc], ValidationProblem | None]:
-    """The path of every node; and an alias or a value nested too deeply, found without expanding anything."""
-    paths: dict[int, Loc] = {}
-    stack: list[tuple[yaml.Node, Loc, yaml.Node]] = [(root, (), root)]
-    while stack:
-        node, loc, written = stack.pop()
-        if id(node) in paths:  # composing an alias reuses its anchor's node
-            return paths, ValidationProblem("", _field(loc), "YAML aliases are not allowed",
-                                            "write the value out where `*` refers to it", written.start_mark.line + 1)
-        paths[id(node)] = loc
-        if len(loc) > MAX_DEPTH:
-            return paths, ValidationProblem("", "", "nested too deeply", "a declaration is a few levels deep",
-                                            node.start_mark.line + 1)
-        children: list[tuple[yaml.Node, Loc, yaml.Node]] = []
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                sub = (*loc, key.value if isinstance(key, yaml.ScalarNode) else "?")
-                children += [(key, sub, key), (value, sub, key)]
-        elif isinstance(node, yaml.SequenceNode):
-            children = [(item, (*loc, str(i)), node) for i, item in enumerate(node.value)]
-        stack += reversed(children)  # in document order: an anchor is met before its aliases
-    return paths, None
 
 
 def _read_text(path: Path, display: str) -> tuple[str | None, list[ValidationProblem]]:
@@ -213,26 +214,24 @@ def read_yaml(path: Path, display: str) -> tuple[Document | None, list[Validatio
     text, problems = _read_text(path, display)
     if text is None:
         return None, problems
-    loader = _Loader(text)
+    loader = _Parser(text)
     try:
         roots = []
         while loader.check_node():
             roots.append(loader.get_node())
         if len(roots) != 1:
             return None, [ValidationProblem(display, "", f"expected one YAML document, found {len(roots)}")]
-        paths, bad = _walk(roots[0])
-        if bad is not None:
-            return None, [ValidationProblem(display, bad.field, bad.message, bad.fix, bad.line)]
-        data = loader.construct_document(roots[0])
+        builder = _Builder(display, loader)
+        data = builder.data(roots[0], (), roots[0])
     except yaml.YAMLError as exc:
         return None, [_syntax_problem(display, text, exc)]
+    except _Refused as exc:
+        return None, [exc.problem]
     except RecursionError:  # only the pure-Python parser composes recursively
         return None, [ValidationProblem(display, "", "nested too deeply", "a declaration is a few levels deep")]
     finally:
         loader.dispose()
-    refused = [ValidationProblem(display, _field(paths[id(node)]), message, fix, node.start_mark.line + 1)
-               for node, message, fix in loader.refused]
-    return Document(data, roots[0], frozenset(paths[id(node)] for node in loader.stood_in)), refused
+    return Document(data, roots[0], frozenset(builder.stood_in)), builder.problems
 
 
 def problem(message: str, fix: str | None = None) -> PydanticCustomError:
