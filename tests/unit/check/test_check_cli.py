@@ -8,36 +8,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from project_copy import edit
 
 from moka_images.checking import check
 from moka_images.cli import main
 
-ROOT = Path(__file__).resolve().parents[3]
-PROJECT = ("moka.yaml", "images", "manifests", "policies", "security")
 ETL = "manifests/data-eng/etl-jobs.yaml"
 WAIVER = ("exceptions:\n  - id: CVE-2099-0001\n    image: spark-3.5\n    reason: tracked in DATA-1\n"
           "    owner: data-platform@example.com\n    expires: {expires}\n")
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the project's declarations (no caches)."""
-    root = tmp_path / "project"
-    for name in PROJECT:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            root.mkdir(exist_ok=True)
-            shutil.copy(source, root / name)
-    return root
-
-
-def edit(root: Path, rel: str, old: str, new: str) -> None:
-    path = root / rel
-    text = path.read_text()
-    assert old in text, (rel, old)
-    path.write_text(text.replace(old, new, 1))
 
 
 def run(root: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, str]:
