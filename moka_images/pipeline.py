@@ -18,6 +18,7 @@ from . import attestations, log, promote, registries, scan, signing
 from .attestations import Kind
 from .build import BuiltImage, build
 from .config.manifests import TeamImage, load_declarations
+from .config.policies import Rules
 from .config.settings import Settings, load_settings
 from .errors import GateFailed
 from .models import Environment, ImageRef
@@ -61,14 +62,15 @@ def _phase(outcome: ImageOutcome, name: str) -> Iterator[None]:
         outcome.seconds[name] = round(time.monotonic() - start, 1)
 
 
-def verify_image(settings: Settings, image: BuiltImage, today: date) -> ImageOutcome:
-    """Scan, sign and smoke one built image in test, attesting each result on its index digest."""
+def verify_image(settings: Settings, image: BuiltImage, today: date, rules: Rules | None = None) -> ImageOutcome:
+    """Scan, sign and smoke one built image in test, attesting each result on its index digest (the scan judged by
+    test's `rules`, read here unless given)."""
     env = Environment.TEST
     ref = ImageRef(settings.env(env).registry, settings.repository(image.image), digest=image.digest)
     outcome = ImageOutcome(image.image, str(image.digest))
     with _phase(outcome, "scan"):
         result = scan.scan_image(settings, registries.client(settings, env), ref, image.image)
-        verdict = scan.judge_scan(settings, result, env, today)
+        verdict = scan.judge_scan(settings, result, env, today, rules)
         for platform, sbom in result.sboms:
             sbom_doc = {**json.loads(sbom.read_text()), "moka.platform": str(platform)}
             attestations.attest(settings, env, ref, Kind.SBOM, sbom_doc)
@@ -107,11 +109,16 @@ def run_pipeline(settings: Settings, *, since_rev: str | None = None, images: tu
                  promote_to: Environment | None = Environment.DEV) -> list[ImageOutcome]:
     """Plan and build, then scan, sign and smoke every image in scope, and promote what passed."""
     today = today or datetime.now(UTC).date()
+    # Every policy the run needs is read before anything is built, so a broken one stops it at once. (The
+    # promotion reads its target's again: promote.promote reads its own.)
+    rules = scan.rules_for(settings, Environment.TEST)
+    if promote_to is not None:
+        scan.rules_for(settings, promote_to)
     with log.step("build"):
         built = build(settings, images=images, since_rev=since_rev, jobs=jobs)
     outcomes = []
     for image in built:
-        outcome = verify_image(settings, image, today)
+        outcome = verify_image(settings, image, today, rules)
         if promote_to is not None and not outcome.failed:
             promote_image(settings, image, outcome, promote_to)
         outcomes.append(outcome)

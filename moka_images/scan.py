@@ -25,7 +25,7 @@ from rich.table import Table
 from . import log, metrics, registries
 from .adapters import trivy
 from .adapters.registry import RegistryClient
-from .config.policies import exceptions_path, load_exceptions, load_policy
+from .config.policies import Rules, load_rules
 from .config.settings import Settings, load_settings
 from .errors import ConfigError, GateFailed, ServiceError
 from .findings import DbVersion, ScanReport
@@ -223,20 +223,19 @@ def scan_image(settings: Settings, client: RegistryClient, ref: ImageRef, name: 
     return ImageScan(ref, name, tuple(reports), tuple(sboms), tuple(cached))
 
 
-def judge_scan(settings: Settings, result: ImageScan, environment: Environment, today: date) -> Verdict:
-    """Judge a scan with `environment`'s policy and the exceptions beside it."""
-    policy_file = settings.policy_path(environment)
-    exc_file = exceptions_path(policy_file)
-    policy = load_policy(policy_file, _shown(settings, policy_file))
-    exceptions = load_exceptions(exc_file, _shown(settings, exc_file))
-    verdict = judge(result.reports, policy, exceptions, environment=environment.value, image=result.name,
+def rules_for(settings: Settings, environment: Environment) -> Rules:
+    """`environment`'s policy and the exceptions beside it: commands read them before any work."""
+    return load_rules(settings.policy_path(environment), settings.root)
+
+
+def judge_scan(settings: Settings, result: ImageScan, environment: Environment, today: date,
+               rules: Rules | None = None) -> Verdict:
+    """Judge a scan with `environment`'s rules (read up front by the caller, or here)."""
+    rules = rules or rules_for(settings, environment)
+    verdict = judge(result.reports, rules.policy, rules.exceptions, environment=environment.value, image=result.name,
                     today=today)
     metrics.gate("scan", environment.value, result.name, verdict.allowed)
     return verdict
-
-
-def _shown(settings: Settings, path: Path) -> str:
-    return str(path.relative_to(settings.root)) if path.is_relative_to(settings.root) else str(path)
 
 
 def scan_predicate(result: ImageScan, verdict: Verdict) -> dict[str, Any]:
@@ -304,11 +303,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cmd_scan(args: argparse.Namespace) -> int:
     settings = load_settings(profile=args.profile)
     environment = Environment.parse(args.env)
+    rules = rules_for(settings, environment)  # a broken policy stops the scan before it starts
     client = registries.client(settings, environment)
     registries.login_tools(settings, environment)  # trivy reads the registry login from the docker config
     image = resolve(settings, environment, args.image, client)
     result = scan_image(settings, client, image.ref, image.name)
-    verdict = judge_scan(settings, result, environment, date.today())
+    verdict = judge_scan(settings, result, environment, date.today(), rules)
     if args.json:
         print(json.dumps(scan_predicate(result, verdict), indent=2))
     else:

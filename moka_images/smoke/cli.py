@@ -13,7 +13,7 @@ from ..adapters.registry import RegistryClient
 from ..config.manifests import TeamImage, load_declarations
 from ..config.settings import Settings, load_settings
 from ..errors import ConfigError, GateFailed
-from ..images import resolve
+from ..images import parse_spec, resolve
 from ..models import Digest, Environment, ImageRef, Platform
 from ..recipes import team as team_recipe
 from . import jar
@@ -123,8 +123,8 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     if args.ref:
         ref, jobs = parse_ref(args.ref), BUILTIN_JOBS
     else:
-        image = resolve(settings, environment, args.image)
-        ref, jobs = image.ref, jobs_for(settings, image.name)
+        jobs = jobs_for(settings, parse_spec(args.image)[0])  # the declarations are read before any registry
+        ref = resolve(settings, environment, args.image).ref
     result = smoke(settings, environment, ref, jobs, args.platform, args.parallel)
     render(result)
     if args.junit:
