@@ -71,7 +71,7 @@ def _child(node: yaml.Node, part: str) -> tuple[yaml.Node, yaml.Node] | None:
     """(where it is written, the value) of a mapping entry or list item."""
     if isinstance(node, yaml.MappingNode):
         return next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
-    if isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+    if isinstance(node, yaml.SequenceNode) and part.isascii() and part.isdigit() and int(part) < len(node.value):
         item = node.value[int(part)]
         return item, item
     return None
@@ -162,11 +162,9 @@ def _tag_problem(node: yaml.Node) -> tuple[str, str | None]:
     return f"the tag `{_short(shown)}` is not allowed", "write plain text, numbers, true/false, dates, lists, mappings"
 
 
-def _value_problem(node: yaml.Node, exc: Exception) -> tuple[str, str | None]:
+def _value_problem(node: yaml.ScalarNode, exc: Exception) -> tuple[str, str | None]:
     kind = node.tag.removeprefix(_CORE)
     what = _KINDS.get(kind, kind)
-    if not isinstance(node, yaml.ScalarNode):
-        return f"YAML cannot read this {kind}", None
     detail = f" ({exc})" if kind == "timestamp" and isinstance(exc, ValueError) else ""
     if kind == "int" and isinstance(exc, ValueError) and "digits" in str(exc):
         detail = " (too many digits)"
@@ -196,7 +194,10 @@ def _syntax_problem(display: str, text: str, exc: yaml.YAMLError) -> ValidationP
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         message = f"{exc.problem}" + (f" ({exc.context})" if exc.context else "")
-        fix = "indent with spaces, not tabs" if "\\t" in message else None
+        lines = text.splitlines()
+        at = lines[mark.line] if mark and mark.line < len(lines) else ""
+        tabbed = "\t" in at[:len(at) - len(at.lstrip())] or " tab " in message
+        fix = "indent with spaces, not tabs" if tabbed else None
         return ValidationProblem(display, "", f"not valid YAML: {message}", fix, mark.line + 1 if mark else None)
     if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
         line = text.count("\n", 0, exc.position) + 1

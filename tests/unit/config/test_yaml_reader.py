@@ -96,3 +96,11 @@ def test_a_tagged_severity_in_a_policy_is_located(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         load_policy(path, "policies/prod.yaml")
     assert [(p.line, p.field) for p in caught.value.problems] == [(2, "vulnerabilities.max_severity_with_fix")]
+
+
+@pytest.mark.parametrize("text", ["name: x\n\tcount: 1\n", "\tname: x\n"])
+def test_a_tab_in_the_indentation_says_so(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "sample.yaml"
+    path.write_text(text)
+    _, problems = read_yaml(path, "sample.yaml")
+    assert [p.fix for p in problems] == ["indent with spaces, not tabs"]
