@@ -32,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from moka_images.checking import check  # noqa: E402
+from moka_images.checking import check
 
 CLI = [sys.executable, "-m", "moka_images.cli"]
 TARGET_SECONDS = 2.0
