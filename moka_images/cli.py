@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn errors into a message, a hint and an exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except MokaError as exc:  # argparse turns only its own errors into usage errors: a `type=` may raise ours
+        return _failed(exc)
     if args.log_format:
         log.set_format(args.log_format)
     metrics.configure(args.metrics_file)
@@ -37,10 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = int(args.func(args) or 0)
     except MokaError as exc:
-        log.error(exc.message)
-        if exc.hint:
-            log.info(f"hint: {exc.hint}")
-        code = exc.exit_code
+        code = _failed(exc)
     except KeyboardInterrupt:
         log.error("interrupted; a rerun picks up where this stopped")
         code = 130
@@ -48,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in metrics.finish_command(code, telemetry):
             log.warn(problem)
     return code
+
+
+def _failed(exc: MokaError) -> int:
+    log.error(exc.message)
+    if exc.hint:
+        log.info(f"hint: {exc.hint}")
+    return exc.exit_code
 
 
 def _command_name(args: argparse.Namespace) -> str:

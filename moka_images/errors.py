@@ -24,15 +24,16 @@ class ConfigError(MokaError):
 
 
 class ValidationProblem:
-    """One problem in one file: file, dotted field path, message and optional fix."""
+    """One problem in one file: file, dotted field path, message, optional fix and line (1-based, where known)."""
 
-    __slots__ = ("field", "file", "fix", "message")
+    __slots__ = ("field", "file", "fix", "line", "message")
 
-    def __init__(self, file: str, field: str, message: str, fix: str | None = None) -> None:
-        self.file, self.field, self.message, self.fix = file, field, message, fix
+    def __init__(self, file: str, field: str, message: str, fix: str | None = None, line: int | None = None) -> None:
+        self.file, self.field, self.message, self.fix, self.line = file, field, message, fix, line
 
     def __str__(self) -> str:
-        where = f"{self.file}: {self.field}" if self.field else self.file
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        where = f"{where}: {self.field}" if self.field else where
         return f"{where}: {self.message}" + (f" ({self.fix})" if self.fix else "")
 
     def __repr__(self) -> str:

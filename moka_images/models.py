@@ -1,4 +1,4 @@
-"""Frozen values used everywhere: platforms, digests, image references, environments."""
+"""Frozen values used everywhere: platforms, digests, image references, input files, environments."""
 
 from __future__ import annotations
 
@@ -122,6 +122,15 @@ class ImageRef:
         if self.digest:
             return f"{self.name}@{self.digest}"
         return f"{self.name}:{self.tag}" if self.tag else self.name
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file an image is built from: path relative to the image's folder, content hash, exec bit."""
+
+    path: str
+    sha256: str
+    executable: bool = False
 
 
 @total_ordering

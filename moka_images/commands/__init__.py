@@ -9,6 +9,7 @@ from types import ModuleType
 
 from moka_images.commands import (
     build,
+    check,
     db,
     dev,
     doctor,
@@ -25,5 +26,5 @@ from moka_images.commands import (
 
 # Each module has register(subparsers), which adds its subcommands and sets `func(args) -> int`.
 IN_LIFECYCLE_ORDER: tuple[ModuleType, ...] = (
-    plan, build, scan, sign, smoke, promote, status, report, pipeline, rescan, db, dev, doctor,
+    check, plan, build, scan, sign, smoke, promote, status, report, pipeline, rescan, db, dev, doctor,
 )

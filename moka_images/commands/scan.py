@@ -16,7 +16,7 @@ from moka_images.models import Environment
 from moka_images.plan.verdict import Verdict
 from moka_images.stages import registries
 from moka_images.stages.images import resolve
-from moka_images.stages.verify.scan import ImageScan, judge_scan, scan_image, scan_predicate
+from moka_images.stages.verify.scan import ImageScan, judge_scan, rules_for, scan_image, scan_predicate
 
 
 def render(result: ImageScan, verdict: Verdict, console: Console) -> None:
@@ -60,11 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cmd_scan(args: argparse.Namespace) -> int:
     settings = load_settings(profile=args.profile)
     environment = Environment.parse(args.env)
+    rules = rules_for(settings, environment)  # a broken policy stops the scan before it starts
     client = registries.client(settings, environment)
     registries.login_tools(settings, environment)  # trivy reads the registry login from the docker config
     image = resolve(settings, environment, args.image, client)
     result = scan_image(settings, client, image.ref, image.name)
-    verdict = judge_scan(settings, result, environment, date.today())
+    verdict = judge_scan(settings, result, environment, date.today(), rules)
     if args.json:
         print(json.dumps(scan_predicate(result, verdict), indent=2))
     else:

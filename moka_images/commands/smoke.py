@@ -12,7 +12,7 @@ from moka_images.errors import ConfigError, GateFailed
 from moka_images.models import Environment, ImageRef, Platform
 from moka_images.smoke.report import junit_xml, predicate
 from moka_images.smoke.suite import BUILTIN_JOBS
-from moka_images.stages.images import resolve
+from moka_images.stages.images import parse_spec, resolve
 from moka_images.stages.verify import attestations
 from moka_images.stages.verify.smoke import jobs_for, smoke
 
@@ -42,8 +42,8 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     if args.ref:
         ref, jobs = ImageRef.parse(args.ref), BUILTIN_JOBS
     else:
-        image = resolve(settings, environment, args.image)
-        ref, jobs = image.ref, jobs_for(settings, image.name)
+        jobs = jobs_for(settings, parse_spec(args.image)[0])  # the declarations are read before any registry
+        ref = resolve(settings, environment, args.image).ref
     result = smoke(settings, environment, ref, jobs, args.platform, args.parallel)
     show_suite(result)
     if args.junit:

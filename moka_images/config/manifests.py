@@ -11,18 +11,17 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import semver
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from moka_images.config.validation import Strict, problem, read_yaml, validate
+from moka_images.config.validation import Strict, problem, read
 from moka_images.errors import ConfigError, ManifestError, ValidationProblem
-from moka_images.models import Platform
-from moka_images.plan.graph import InputFile
+from moka_images.models import InputFile, Platform
 
 IMAGES_DIR = "images"
 MANIFESTS_DIR = "manifests"
@@ -39,6 +38,7 @@ RESERVED_ENV_PREFIXES = ("LD_", "SPARK_", "PYSPARK_", "MOKA_")
 BASE_PROVIDED_PIP = ("pyspark", "py4j")  # installed by the base image, at the line's version
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}[a-z0-9]$")
+_IMAGE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9./-]{0,80}$")
 _LINE_RE = re.compile(r"^\d+\.\d+$")
 _SPARK_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 _PEP503_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -183,13 +183,14 @@ def _check_inside(folder: Path, shown: str, value: str, *, directory_ok: bool) -
     target = folder / value
     if not os.path.lexists(target):
         raise problem(f"`{value}` does not exist in {shown}/", "add the file or fix the path")
-    if not target.resolve().is_relative_to(folder.resolve()):
+    real = folder.resolve()
+    if not target.resolve().is_relative_to(real):
         raise problem(f"`{value}` is a symlink that leads outside {shown}/", f"copy the file into {shown}/")
     if target.is_dir():
         if not directory_ok:
             raise problem(f"`{value}` is a directory", "name a file")
         for path in _walk(target):
-            if not path.resolve().is_relative_to(folder.resolve()):
+            if path.is_symlink() and not path.resolve().is_relative_to(real):
                 raise problem(f"`{path.relative_to(folder).as_posix()}` is a symlink that leads outside {shown}/",
                               f"copy the file into {shown}/")
             if not path.is_file():
@@ -304,13 +305,10 @@ class TeamManifest(Strict):
 
     @field_validator("base")
     @classmethod
-    def _base(cls, value: str, info: ValidationInfo) -> str:
-        approved: list[str] | None = (info.context or {}).get("bases")
-        if approved is not None and value not in approved:
-            near = difflib.get_close_matches(value, approved, n=1, cutoff=0.6)
-            listed = ", ".join(approved) or "none declared"
-            raise problem(f"`{value}` is not an approved base",
-                          (f"did you mean `{near[0]}`? " if near else "") + f"approved: {listed}")
+    def _base(cls, value: str) -> str:
+        # Whether it is an approved base is a question about the whole graph: plan.graph.graph_problems.
+        if not _IMAGE_NAME_RE.fullmatch(value):
+            raise problem(f"`{_shorten(value)}` is not an image name", "name an approved base, e.g. spark-3.5")
         return value
 
     @field_validator("platforms")
@@ -329,6 +327,10 @@ class TeamManifest(Strict):
     def image(self) -> str:
         """The image's name: `<team>/<name>`."""
         return f"{self.team}/{self.name}"
+
+
+def _shorten(value: str) -> str:
+    return value if len(value) <= 60 else value[:57] + "..."
 
 
 def _no_duplicates(items: list[str], what: str) -> None:
@@ -437,6 +439,7 @@ class TeamImage:
     manifest: TeamManifest
     folder: str  # root-relative, e.g. manifests/data-eng
     source: str  # e.g. manifests/data-eng/etl-jobs.yaml
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False)  # each top-level key's line in source
 
     @property
     def name(self) -> str:
@@ -487,68 +490,191 @@ class Declarations:
                           f"did you mean `{near[0]}`?" if near else f"known: {', '.join(names)}")
 
 
+@dataclass(frozen=True)
+class BaseRef:
+    """A team manifest's `base` as written, with its image, file and line: read from invalid manifests too, so
+    that the graph can be judged at once."""
+
+    image: str
+    base: str
+    source: str
+    line: int | None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """images/ and manifests/ as far as they could be read: the valid images and every problem."""
+
+    declarations: Declarations  # the images whose files hold no problem
+    problems: tuple[ValidationProblem, ...]
+    # Names of the base images images/ declares, read from files with problems too where their lines can be read,
+    # and the families whose image.yaml could not be read at all: whether `<family>-...` is a base is unknown.
+    base_names: frozenset[str]
+    unread_families: frozenset[str]
+    base_refs: tuple[BaseRef, ...]  # the `base` of every team manifest YAML could read
+
+
 def load_declarations(root: Path) -> Declarations:
     """Read and validate images/*/image.yaml and manifests/<team>/*.yaml; raise ManifestError with every problem."""
+    reading = read_declarations(root)
+    if reading.problems:
+        raise ManifestError(list(reading.problems))
+    return reading.declarations
+
+
+def read_declarations(root: Path) -> Reading:
+    """Read images/ and every file under manifests/, collecting every problem instead of stopping at one.
+
+    A file under manifests/ is either a team manifest, manifests/<team>/<name>.yaml, or a file one of the team's
+    manifests uses (a `files` source, or below it, or its `smoke.job`). Anything else is a problem: a manifest
+    that is not read would otherwise be ignored without a word. Bytecode caches are left out, as in the build.
+    """
     problems: list[ValidationProblem] = []
-    bases = _load_bases(root, problems)
-    # With a broken base file the approved list is unknown: judging teams' `base` against it would only add noise.
-    teams = _load_teams(root, None if problems else [b.name for b in bases], problems)
+    bases, names, unread = _load_bases(root, problems)
+    refs: list[BaseRef] = []
+    teams = _load_teams(root, problems, refs)
     seen: dict[str, str] = {}
-    for image in (*bases, *teams):
+    everyone: list[BaseImage | TeamImage] = [*bases, *teams]
+    for image in everyone:
         if image.name in seen:
             problems.append(ValidationProblem(image.source, "name", f"image `{image.name}` is also declared in "
-                                              f"{seen[image.name]}", "give each image its own name"))
+                                              f"{seen[image.name]}", "give each image its own name",
+                                              image.lines.get("name") if isinstance(image, TeamImage) else None))
         seen.setdefault(image.name, image.source)
-    if problems:
-        raise ManifestError(problems)
-    return Declarations(root, tuple(bases), tuple(teams))
+    return Reading(Declarations(root, tuple(bases), tuple(teams)), tuple(problems), frozenset(names),
+                   frozenset(unread), tuple(refs))
 
 
-def _load_bases(root: Path, problems: list[ValidationProblem]) -> list[BaseImage]:
+def _load_bases(root: Path, problems: list[ValidationProblem]) -> tuple[list[BaseImage], set[str], set[str]]:
     found: list[BaseImage] = []
+    names: set[str] = set()
+    unread: set[str] = set()
     files = sorted((root / IMAGES_DIR).glob(f"*/{BASE_FILE}"))
     if not files:
         problems.append(ValidationProblem(f"{IMAGES_DIR}/", "", "no base images are declared",
                                           f"add {IMAGES_DIR}/<family>/{BASE_FILE}"))
+    for folder in sorted((root / IMAGES_DIR).glob("*/")):
+        if not os.path.lexists(folder / BASE_FILE):
+            problems.append(ValidationProblem(f"{IMAGES_DIR}/{folder.name}/", "", f"a folder without {BASE_FILE} is "
+                                              "not read", f"add {BASE_FILE}, or remove the folder"))
     for path in files:
         shown = path.relative_to(root).as_posix()
         folder = path.parent
-        data, bad = read_yaml(path, shown)
-        matrix, bad = (None, bad) if bad else validate(
-            BaseMatrix, data, shown, {"folder": folder, "shown_folder": folder.relative_to(root).as_posix()})
+        context = {"folder": folder, "shown_folder": folder.relative_to(root).as_posix()}
+        matrix, doc, bad = read(BaseMatrix, path, shown, context)
         problems += bad
         if matrix is not None:
             found += [BaseImage(f"{matrix.name}-{line.line}", folder.relative_to(root).as_posix(), shown, matrix, line)
                       for line in matrix.lines]
-    return found
+        elif doc is None:
+            unread.add(folder.name)
+        else:  # `name` must be the folder's; the lines that can be read are the bases it meant to declare
+            names |= {f"{folder.name}-{line}" for line in _declared_lines(doc.data)}
+    return found, names | {b.name for b in found}, unread
 
 
-def _load_teams(root: Path, bases: list[str] | None, problems: list[ValidationProblem]) -> list[TeamImage]:
+def _declared_lines(data: Any) -> list[str]:
+    lines = data.get("lines") if isinstance(data, dict) else None
+    return [i["line"] for i in lines if isinstance(i, dict) and isinstance(i.get("line"), str)] \
+        if isinstance(lines, list) else []
+
+
+def _is_yaml(name: str) -> bool:
+    return name.lower().endswith((".yaml", ".yml"))
+
+
+def _load_teams(root: Path, problems: list[ValidationProblem], refs: list[BaseRef]) -> list[TeamImage]:
     found: list[TeamImage] = []
     top = root / MANIFESTS_DIR
     if not top.is_dir():
         return found
-    for path in sorted(top.glob("*.y*ml")):
-        problems.append(ValidationProblem(path.relative_to(root).as_posix(), "", "a manifest must be in its team's "
-                                          "folder", f"move it to {MANIFESTS_DIR}/<team>/{path.name}"))
-    for path in sorted(top.glob("*/*.yml")):
-        problems.append(ValidationProblem(path.relative_to(root).as_posix(), "", "manifests end in .yaml",
-                                          f"rename it to {path.stem}.yaml"))
-    for path in sorted(top.glob("*/*.yaml")):
-        shown = path.relative_to(root).as_posix()
-        folder = path.parent
-        if folder.is_symlink() or path.is_symlink():
+    for entry in sorted(top.iterdir()):
+        shown = entry.relative_to(root).as_posix()
+        if entry.name == "__pycache__":
+            continue
+        if entry.is_dir() and entry.is_symlink():
             problems.append(ValidationProblem(shown, "", "team folders and manifests cannot be symlinks",
                                               "keep the real files under manifests/"))
-            continue
-        data, bad = read_yaml(path, shown)
-        context = {"folder": folder, "shown_folder": folder.relative_to(root).as_posix(), "team": folder.name,
-                   "bases": bases}
-        manifest, bad = (None, bad) if bad else validate(TeamManifest, data, shown, context)
-        problems += bad
-        if manifest is not None:
-            found.append(TeamImage(manifest, folder.relative_to(root).as_posix(), shown))
+        elif entry.is_dir():
+            found += _load_team(root, entry, problems, refs)
+        elif _is_yaml(entry.name):
+            problems.append(ValidationProblem(shown, "", "a manifest must be in its team's folder",
+                                              f"move it to {MANIFESTS_DIR}/<team>/{entry.name}"))
+        else:
+            problems.append(ValidationProblem(shown, "", f"only team folders belong in {MANIFESTS_DIR}/",
+                                              "move it into a team's folder, or remove it"))
     return found
+
+
+def _load_team(root: Path, folder: Path, problems: list[ValidationProblem], refs: list[BaseRef]) -> list[TeamImage]:
+    found: list[TeamImage] = []
+    entries = sorted(_team_entries(folder))
+    valid, used = True, []
+    for rel, path in entries:
+        if "/" in rel or not rel.endswith(".yaml"):
+            continue
+        shown = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            problems.append(ValidationProblem(shown, "", "team folders and manifests cannot be symlinks",
+                                              "keep the real files under manifests/"))
+            valid = False
+            continue
+        context = {"folder": folder, "shown_folder": folder.relative_to(root).as_posix(), "team": folder.name}
+        manifest, doc, bad = read(TeamManifest, path, shown, context)
+        problems += bad
+        if doc is not None and isinstance(doc.data, dict) and isinstance(doc.data.get("base"), str):
+            name = manifest.image if manifest else f"{folder.name}/{doc.data.get('name')}"
+            refs.append(BaseRef(name, doc.data["base"], shown, doc.key_lines().get("base")))
+        if manifest is not None and doc is not None:
+            found.append(TeamImage(manifest, folder.relative_to(root).as_posix(), shown, doc.key_lines()))
+        valid = valid and manifest is not None
+        used += _used(doc.data if doc is not None else None)
+    for rel, path in entries:
+        if "/" not in rel and rel.endswith(".yaml") or any(rel == u or rel.startswith(u + "/") for u in used):
+            continue
+        # While a manifest of the folder is not valid, which files it means to use is unsure (a mistyped `src`
+        # leaves its files unused): only a top-level file named like a manifest, which is never read as one,
+        # is reported before the manifests are fixed.
+        if valid or ("/" not in rel and _is_yaml(rel)):
+            problems.append(_stray(root, folder, rel, path))
+    return found
+
+
+def _used(data: Any) -> list[str]:
+    """The paths, relative to the team folder, that a manifest's `files` and `smoke.job` name (read from its data,
+    so that those of a manifest with problems count too)."""
+    if not isinstance(data, dict):
+        return []
+    files, smoke = data.get("files"), data.get("smoke")
+    used = [f["src"] for f in files if isinstance(f, dict) and isinstance(f.get("src"), str)] \
+        if isinstance(files, list) else []
+    return used + ([smoke["job"]] if isinstance(smoke, dict) and isinstance(smoke.get("job"), str) else [])
+
+
+def _team_entries(folder: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:
+    """(path relative to the team folder, path) of every entry that is not a real directory; real directories
+    are entered, except a manifest's place (`<name>.yaml` at the top) and bytecode caches."""
+    for entry in folder.iterdir():
+        rel = prefix + entry.name
+        if entry.name == "__pycache__":
+            continue
+        if entry.is_dir() and not entry.is_symlink() and not (not prefix and entry.name.endswith(".yaml")):
+            yield from _team_entries(entry, rel + "/")
+        else:
+            yield rel, entry
+
+
+def _stray(root: Path, folder: Path, rel: str, path: Path) -> ValidationProblem:
+    shown, team = path.relative_to(root).as_posix(), folder.name
+    if _is_yaml(path.name) and "/" not in rel:
+        return ValidationProblem(shown, "", "manifests end in .yaml, so this file is not read",
+                                 f"rename it to {path.name.rsplit('.', 1)[0]}.yaml")
+    if _is_yaml(path.name):
+        return ValidationProblem(shown, "", "a manifest in a subfolder is not read, and no manifest of "
+                                 f"{team} uses this file", f"a manifest goes in {MANIFESTS_DIR}/{team}/; a file "
+                                 "the image needs is listed in a manifest's `files`")
+    return ValidationProblem(shown, "", f"no manifest of {team} uses this file",
+                             "list it in a manifest's `files` (or as `smoke.job`), or remove it")
 
 
 # --- input files (the I/O half of the content key; the key itself is computed in plan/) -----------------

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from moka_images.config.validation import Strict, load
+from moka_images.config.validation import Strict, load, read
+from moka_images.errors import ManifestError
 from moka_images.findings import Severity
 
 SeverityName = Literal["UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
@@ -98,3 +100,29 @@ def load_exceptions(path: Path, display: str | None = None) -> tuple[PolicyExcep
 def exceptions_path(policy_path: Path) -> Path:
     """The exceptions file that sits beside a policy file."""
     return policy_path.parent / EXCEPTIONS_FILE
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What judges images entering an environment: its policy and the waivers beside it."""
+
+    policy: Policy
+    exceptions: tuple[PolicyException, ...]
+
+
+def load_rules(policy_path: Path, root: Path) -> Rules:
+    """Read a policy and the exceptions beside it (files shown relative to `root`); ManifestError with every
+    problem of both. Commands call this before any work, so a broken policy stops them before they start."""
+    exc_path = exceptions_path(policy_path)
+    policy, _, problems = read(Policy, policy_path, _shown(root, policy_path))
+    waivers: ExceptionFile | None = ExceptionFile()  # an absent file means no waivers
+    if exc_path.exists():
+        waivers, _, bad = read(ExceptionFile, exc_path, _shown(root, exc_path))
+        problems += bad
+    if policy is None or waivers is None:
+        raise ManifestError(problems)
+    return Rules(policy, tuple(waivers.exceptions))
+
+
+def _shown(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from moka_images.config.validation import Strict, read_yaml, validate
+from moka_images.config.validation import Document, Strict, problem, read_yaml, validate
 from moka_images.errors import ConfigError, ManifestError, ValidationProblem
 from moka_images.models import Environment, Platform
 
@@ -71,7 +72,10 @@ class Settings(Strict):
     @classmethod
     def _platforms(cls, value: list[str]) -> list[str]:
         for p in value:
-            Platform.parse(p)
+            try:
+                Platform.parse(p)
+            except ConfigError as exc:  # pydantic passes only ValueError on as a validation error
+                raise problem(exc.message, exc.hint) from None
         return value
 
     @field_validator("environments")
@@ -142,32 +146,59 @@ def find_root(start: Path | None = None) -> Path:
 def load_settings(root: Path | None = None, profile: str | None = None) -> Settings:
     """Read moka.yaml, pick the profile (flag, then MOKA_PROFILE, then default_profile) and expand `{home}`."""
     root = root or find_root()
-    path = root / CONFIG_NAME
-    data, problems = read_yaml(path, CONFIG_NAME)
-    if problems:
-        raise ManifestError(problems)
-    parsed, problems = validate(_ConfigFile, data, CONFIG_NAME)
-    if problems or parsed is None:
+    doc, parsed, problems = _read_config(root)
+    if parsed is None or doc is None:
         raise ManifestError(problems)
     name = profile or os.environ.get("MOKA_PROFILE") or parsed.default_profile
     if name not in parsed.profiles:
         raise ManifestError([ValidationProblem(CONFIG_NAME, "profiles", f"no profile {name!r}",
-                                               f"known: {', '.join(parsed.profiles)}")])
-    chosen = parsed.profiles[name]
+                                               f"known: {', '.join(parsed.profiles)}", doc.line(("profiles",)))])
+    settings, problems = _settings(root, parsed, name, doc, os.environ)
+    if settings is None:
+        raise ManifestError(problems)
+    return settings
+
+
+def check_settings(root: Path) -> tuple[list[Settings], list[ValidationProblem]]:
+    """Every profile of moka.yaml as written (MOKA_* overrides aside): those that validate, and every problem."""
+    doc, parsed, problems = _read_config(root)
+    if parsed is None or doc is None:
+        return [], problems
+    found = []
+    for name in parsed.profiles:
+        settings, bad = _settings(root, parsed, name, doc, {})
+        problems += bad
+        found += [settings] if settings else []
+    return found, problems
+
+
+def _read_config(root: Path) -> tuple[Document | None, _ConfigFile | None, list[ValidationProblem]]:
+    doc, problems = read_yaml(root / CONFIG_NAME, CONFIG_NAME)
+    if doc is None:
+        return None, None, problems
+    parsed, bad = validate(_ConfigFile, doc.data, CONFIG_NAME, doc=doc)
+    problems += bad
+    if parsed is not None and parsed.default_profile not in parsed.profiles:
+        problems.append(ValidationProblem(CONFIG_NAME, "default_profile", f"no profile {parsed.default_profile!r}",
+                                          f"known: {', '.join(parsed.profiles)}", doc.line(("default_profile",))))
+    return doc, (None if problems else parsed), problems
+
+
+def _settings(root: Path, parsed: _ConfigFile, name: str, doc: Document,
+              environ: Mapping[str, str]) -> tuple[Settings | None, list[ValidationProblem]]:
+    """One profile's settings, with `{home}` expanded and the MOKA_* overrides in `environ` applied."""
     home = default_home()
-    values = {k: v for k, v in chosen.model_dump(exclude_none=True).items()}
+    values = {k: v for k, v in parsed.profiles[name].model_dump(exclude_none=True).items()}
     values["environments"] = {
         env: {k: _expand(v, home) if isinstance(v, str) else v for k, v in cfg.items()}
         for env, cfg in values["environments"].items()
     }
-    if os.environ.get("MOKA_PLATFORMS"):
-        values["platforms"] = [p.strip() for p in os.environ["MOKA_PLATFORMS"].split(",") if p.strip()]
-    if os.environ.get("MOKA_REPOSITORY_PREFIX") is not None:
-        values["repository_prefix"] = os.environ["MOKA_REPOSITORY_PREFIX"]
-    settings, problems = validate(Settings, {**values, "profile": name, "root": root, "home": home}, CONFIG_NAME)
-    if problems or settings is None:
-        raise ManifestError([ValidationProblem(p.file, f"profiles.{name}.{p.field}", p.message, p.fix) for p in problems])
-    return settings
+    if environ.get("MOKA_PLATFORMS"):
+        values["platforms"] = [p.strip() for p in environ["MOKA_PLATFORMS"].split(",") if p.strip()]
+    if environ.get("MOKA_REPOSITORY_PREFIX") is not None:
+        values["repository_prefix"] = environ["MOKA_REPOSITORY_PREFIX"]
+    return validate(Settings, {**values, "profile": name, "root": root, "home": home}, CONFIG_NAME,
+                    doc=doc, at=("profiles", name))
 
 
 def _expand(value: str, home: Path) -> str:

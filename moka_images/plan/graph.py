@@ -18,8 +18,8 @@ from typing import Any
 
 import semver
 
-from moka_images.errors import ConfigError
-from moka_images.models import Digest
+from moka_images.errors import ConfigError, ValidationProblem
+from moka_images.models import Digest, InputFile
 
 OS_BASE = "os-base"  # how the OS base is shown where a base image's name would be
 _BUILD_TAG_RE = re.compile(r"^(?P<version>.+)-(?P<own>[0-9a-f]{10})-(?P<base>[0-9a-f]{10})$")
@@ -31,15 +31,6 @@ class Action(str, Enum):
     BUILD = "build"
     SKIP = "skip"
     REFUSE = "refuse"
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """One file an image is built from: path relative to the image's folder, content hash, exec bit."""
-
-    path: str
-    sha256: str
-    executable: bool = False
 
 
 def own_key(declaration: Mapping[str, Any], files: Iterable[InputFile], recipe: str) -> str:
@@ -158,6 +149,50 @@ class Graph:
             chain.append(base)
             base = self._nodes[base].base
         return chain
+
+
+@dataclass(frozen=True)
+class Link:
+    """What one image is declared to build on (None: the OS base), and where: file and line of its `base`."""
+
+    image: str
+    base: str | None
+    source: str
+    line: int | None = None
+
+
+def graph_problems(links: Iterable[Link], approved: Collection[str],
+                   unknown_prefixes: Collection[str] = ()) -> list[ValidationProblem]:
+    """Every problem of the build graph at once: a base that is not approved (with a near name), and images that
+    build on each other in a cycle. A base starting with one of `unknown_prefixes` is not judged: the file that
+    declares such bases could not be read, so whether it is approved is unknown (that file's problem says why).
+    """
+    links = list(links)
+    problems = []
+    listed = ", ".join(sorted(approved)) or "none declared"
+    for link in links:
+        if link.base is None or link.base in approved or link.base.startswith(tuple(unknown_prefixes)):
+            continue
+        near = difflib.get_close_matches(link.base, sorted(approved), n=1, cutoff=0.6)
+        problems.append(ValidationProblem(link.source, "base", f"`{link.base}` is not an approved base",
+                                          (f"did you mean `{near[0]}`? " if near else "") + f"approved: {listed}",
+                                          link.line))
+    by_name = {link.image: link for link in links}
+    reported: set[str] = set()
+    for start in sorted(by_name):
+        chain: list[str] = []
+        name: str | None = start
+        while name in by_name and name not in chain and name not in reported:
+            chain.append(name)
+            name = by_name[name].base
+        if name in chain:
+            cycle = chain[chain.index(name):]
+            first = by_name[cycle[0]]
+            problems.append(ValidationProblem(first.source, "base", "images build on each other in a cycle: "
+                                              + " -> ".join([*cycle, cycle[0]]),
+                                              "build every image on an approved base", first.line))
+        reported |= set(chain)
+    return problems
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from moka_images import log
+from moka_images.config.policies import Rules
 from moka_images.config.release import RELEASE_SCHEMA, Release
 from moka_images.config.settings import Settings
 from moka_images.errors import GateFailed
@@ -72,15 +73,16 @@ def _phase(outcome: ImageOutcome, name: str) -> Iterator[None]:
         outcome.seconds[name] = round(time.monotonic() - start, 1)
 
 
-def verify_image(settings: Settings, image: BuiltImage, today: date,
+def verify_image(settings: Settings, image: BuiltImage, today: date, rules: Rules | None = None,
                  on_suite: Callable[[SuiteResult], None] = lambda suite: None) -> ImageOutcome:
-    """Scan, sign and smoke one built image in test, attesting each result on its index digest."""
+    """Scan, sign and smoke one built image in test, attesting each result on its index digest (the scan judged by
+    test's `rules`, read here unless given)."""
     env = Environment.TEST
     ref = ImageRef(settings.env(env).registry, settings.repository(image.image), digest=image.digest)
     outcome = ImageOutcome(image)
     with _phase(outcome, "scan"):
         result = scan.scan_image(settings, registries.client(settings, env), ref, image.image)
-        verdict = scan.judge_scan(settings, result, env, today)
+        verdict = scan.judge_scan(settings, result, env, today, rules)
         for platform, sbom in result.sboms:
             sbom_doc = {**json.loads(sbom.read_text()), "moka.platform": str(platform)}
             attestations.attest(settings, env, ref, AttestationKind.SBOM, sbom_doc)
@@ -120,11 +122,16 @@ def run_pipeline(settings: Settings, *, since_rev: str | None = None, images: tu
                  on_suite: Callable[[SuiteResult], None] = lambda suite: None) -> list[ImageOutcome]:
     """Plan and build, then scan, sign and smoke every image in scope, and promote what passed."""
     today = today or datetime.now(UTC).date()
+    # Every policy the run needs is read before anything is built, so a broken one stops it at once. (The
+    # promotion reads its target's again: it judges the scan itself.)
+    rules = scan.rules_for(settings, Environment.TEST)
+    if promote_to is not None:
+        scan.rules_for(settings, promote_to)
     with log.step("build"):
         built = build(settings, images=images, since_rev=since_rev, jobs=jobs, on_plan=on_plan)
     outcomes = []
     for image in (b for b in built if b.selected):  # a base built only for a selected image is not verified here
-        outcome = verify_image(settings, image, today, on_suite)
+        outcome = verify_image(settings, image, today, rules, on_suite)
         if promote_to is not None and not outcome.failed:
             promote_image(settings, image, outcome, promote_to)
         outcomes.append(outcome)

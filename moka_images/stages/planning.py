@@ -16,9 +16,20 @@ from moka_images.config.manifests import (
     watched_paths,
 )
 from moka_images.config.settings import Settings
-from moka_images.errors import ServiceError
+from moka_images.errors import ManifestError, ServiceError
 from moka_images.models import Digest, Environment
-from moka_images.plan.graph import Graph, Node, Plan, Scope, make_plan, own_key, select, since
+from moka_images.plan.graph import (
+    Graph,
+    Link,
+    Node,
+    Plan,
+    Scope,
+    graph_problems,
+    make_plan,
+    own_key,
+    select,
+    since,
+)
 from moka_images.recipes import team as team_recipe
 from moka_images.stages import registries
 
@@ -26,8 +37,21 @@ from moka_images.stages import registries
 TEAM_RECIPE_PATHS = ("moka_images/recipes/team.py",)
 
 
+def links(declarations: Declarations) -> list[Link]:
+    """What each declared image builds on: bases on the OS base, team images on their `base`."""
+    return [Link(i.name, None, i.source) if isinstance(i, BaseImage) else Link(i.name, i.base, i.source,
+                                                                               i.lines.get("base"))
+            for i in declarations.images]
+
+
 def graph_of(declarations: Declarations) -> Graph:
-    """Nodes for every declared image, with own keys over their declarations, input files and recipes."""
+    """Nodes for every declared image, with own keys over their declarations, input files and recipes.
+
+    Raises ManifestError with every base that is not approved (the curated base images are).
+    """
+    problems = graph_problems(links(declarations), [b.name for b in declarations.bases])
+    if problems:
+        raise ManifestError(problems)
     root, nodes = declarations.root, []
     for image in declarations.images:
         if isinstance(image, BaseImage):

@@ -96,6 +96,7 @@ def served(client: Registry, repository: str) -> dict[Digest, tuple[str, ...]]:
 def rescan(settings: Settings, environment: Environment, today: date | None = None) -> list[Rescan]:
     """Scan and judge every digest `environment` serves, with the databases the mirror holds now."""
     today = today or datetime.now(UTC).date()
+    rules = scan.rules_for(settings, environment)  # a broken policy stops the rescan before it starts
     client = registries.client(settings, environment)
     registries.login_tools(settings, environment)  # trivy reads the registry login from the docker config
     registry = settings.env(environment).registry
@@ -107,7 +108,7 @@ def rescan(settings: Settings, environment: Environment, today: date | None = No
             ref = ImageRef(registry, repository, digest=digest)
             with log.step(f"rescan {name} {digest.short}", tags=",".join(tags)):
                 result = scan.scan_image(settings, client, ref, name)
-                verdict = scan.judge_scan(settings, result, environment, today)
+                verdict = scan.judge_scan(settings, result, environment, today, rules)
             before = [_previous(settings, r) for r in result.reports]
             out.append(Rescan(name, ref, tags, result.reports, verdict, new_findings(result.reports, before)))
     return out

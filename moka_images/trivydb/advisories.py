@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from moka_images.config.validation import Strict, load
+from moka_images.config.validation import Strict, read
 from moka_images.errors import ManifestError, ValidationProblem
 
 Severity = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
@@ -77,10 +77,14 @@ class AdvisoryFile(Strict):
 
 def load_advisories(path: Path, display: str | None = None) -> AdvisoryFile:
     """Read and validate the advisory list; every problem is reported at once."""
-    parsed = load(AdvisoryFile, path, display)
+    shown = display or str(path)
+    parsed, doc, problems = read(AdvisoryFile, path, shown)
+    if parsed is None or doc is None:
+        raise ManifestError(problems)
     problems = [
-        ValidationProblem(display or str(path), f"vulnerabilities.{i}.affects.{j}.package",
-                          f"{a.package!r} is not a Debian source package name", "use the source name, e.g. glibc")
+        ValidationProblem(shown, f"vulnerabilities.{i}.affects.{j}.package",
+                          f"{a.package!r} is not a Debian source package name", "use the source name, e.g. glibc",
+                          doc.line(("vulnerabilities", str(i), "affects", str(j), "package")))
         for i, v in enumerate(parsed.vulnerabilities) for j, a in enumerate(v.affects)
         if a.os and not re.match(r"^[a-z0-9][a-z0-9+.-]+$", a.package)
     ]

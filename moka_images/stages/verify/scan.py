@@ -20,7 +20,7 @@ from typing import Any
 from moka_images import log, metrics
 from moka_images.adapters import trivy
 from moka_images.adapters.registry import Registry
-from moka_images.config.policies import exceptions_path, load_exceptions, load_policy
+from moka_images.config.policies import Rules, load_rules
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
 from moka_images.findings import DbVersion, ScanReport
@@ -117,20 +117,19 @@ def scan_image(settings: Settings, client: Registry, ref: ImageRef, name: str,
     return ImageScan(ref, name, tuple(reports), tuple(sboms), tuple(cached))
 
 
-def judge_scan(settings: Settings, result: ImageScan, environment: Environment, today: date) -> Verdict:
-    """Judge a scan with `environment`'s policy and the exceptions beside it."""
-    policy_file = settings.policy_path(environment)
-    exc_file = exceptions_path(policy_file)
-    policy = load_policy(policy_file, _shown(settings, policy_file))
-    exceptions = load_exceptions(exc_file, _shown(settings, exc_file))
-    verdict = judge(result.reports, policy, exceptions, environment=environment.value, image=result.name,
+def rules_for(settings: Settings, environment: Environment) -> Rules:
+    """`environment`'s policy and the exceptions beside it: commands read them before any work."""
+    return load_rules(settings.policy_path(environment), settings.root)
+
+
+def judge_scan(settings: Settings, result: ImageScan, environment: Environment, today: date,
+               rules: Rules | None = None) -> Verdict:
+    """Judge a scan with `environment`'s rules (read up front by the caller, or here)."""
+    rules = rules or rules_for(settings, environment)
+    verdict = judge(result.reports, rules.policy, rules.exceptions, environment=environment.value, image=result.name,
                     today=today)
     metrics.gate("scan", environment.value, result.name, verdict.allowed)
     return verdict
-
-
-def _shown(settings: Settings, path: Path) -> str:
-    return str(path.relative_to(settings.root)) if path.is_relative_to(settings.root) else str(path)
 
 
 def scan_predicate(result: ImageScan, verdict: Verdict) -> dict[str, Any]:

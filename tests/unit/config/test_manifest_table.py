@@ -1,4 +1,5 @@
-"""A table of bad declarations: each names the exact file, field and the gist of the message (and fix)."""
+"""A table of bad declarations: each names the exact file, field and the gist of the message (and fix), as loading
+the declarations or judging their graph (an approved base) reports it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from manifest_tree import BASES, TEAM, Tree
 from moka_images.config.manifests import load_declarations
 from moka_images.config.validation import MAX_YAML_BYTES
 from moka_images.errors import ManifestError
+from moka_images.stages.planning import graph_of
 
 ETL = "manifests/data-eng/etl-jobs.yaml"
 IMG = "images/spark/image.yaml"
@@ -175,11 +177,13 @@ CASES: list[tuple[str, Callable[[Tree], None], list[tuple[str, str, str, str | N
     ("smoke job missing", nested("smoke.job", "smoke/none.py"), [(ETL, "smoke.job", "does not exist", None)]),
     ("smoke timeout too short", nested("smoke.timeout_seconds", 5),
      [(ETL, "smoke.timeout_seconds", "greater than or equal to 10", None)]),
-    ("YAML alias bomb", raw(BOMB), [(ETL, "", "aliases are not allowed", None)]),
+    ("YAML alias bomb", raw(BOMB), [(ETL, "b.0", "aliases are not allowed", None)]),
     ("oversize file", raw("# x\n" * (MAX_YAML_BYTES // 4 + 1)), [(ETL, "", "over the", None)]),
     ("multiple documents", raw("name: a\n---\nname: b\n"), [(ETL, "", "expected one YAML document, found 2", None)]),
     ("not a mapping", raw("- name: etl-jobs\n"), [(ETL, "", "expected a mapping at the top, got list", None)]),
-    ("duplicate key", raw("name: a\nname: b\n"), [(ETL, "", "duplicate key 'name'", None)]),
+    ("duplicate key, and the rest of the file still checked", raw("name: a\nname: b\n"),
+     [(ETL, "name", "duplicate key `name`", "keep one"), (ETL, "name", "not a valid name", None),
+      *[(ETL, f, "required field is missing", None) for f in ("team", "version", "base", "description")]]),
     ("not YAML", raw("name: [unclosed\n"), [(ETL, "", "not valid YAML", None)]),
     ("not UTF-8", raw(b"name: \xff\xfe\n"), [(ETL, "", "not UTF-8", None)]),
     ("duplicate image names", duplicate_name,
@@ -190,9 +194,9 @@ CASES: list[tuple[str, Callable[[Tree], None], list[tuple[str, str, str, str | N
      [("manifests/data-eng/x.yml", "", "end in .yaml", "rename it to x.yaml")]),
     ("missing required fields", team(version=None, base=None),
      [(ETL, "version", "required field is missing", None), (ETL, "base", "required field is missing", None)]),
-    ("several errors in one file", team(pyton={}, version="v1", env={"PATH": "/x"}, base="spark-9"),
+    ("several errors in one file", team(pyton={}, version="v1", env={"PATH": "/x"}, base="spark 9"),
      [(ETL, "pyton", "unknown key", None), (ETL, "version", "semantic version", None),
-      (ETL, "env.PATH", "reserved", None), (ETL, "base", "not an approved base", None)]),
+      (ETL, "env.PATH", "reserved", None), (ETL, "base", "not an image name", None)]),
     ("errors in several files together", two_files,
      [(ETL, "version", "semantic version", None),
       ("manifests/ml-platform/features.yaml", "env.HOME", "reserved", None)]),
@@ -211,8 +215,8 @@ CASES: list[tuple[str, Callable[[Tree], None], list[tuple[str, str, str, str | N
 def test_bad_declarations(tree: Tree, setup: Callable[[Tree], None],
                           expected: list[tuple[str, str, str, str | None]]) -> None:
     setup(tree)
-    with pytest.raises(ManifestError) as caught:
-        load_declarations(tree.root)
+    with pytest.raises(ManifestError) as caught:  # what `plan` and `build` do: load, then judge the graph
+        graph_of(load_declarations(tree.root))
     problems = caught.value.problems
     assert sorted((p.file, p.field) for p in problems) == sorted((f, fld) for f, fld, _, _ in expected), problems
     for file, field, message, fix in expected:
@@ -226,5 +230,5 @@ def test_problems_name_the_file_relative_to_the_root(tree: Tree) -> None:
     team(version="1")(tree)
     with pytest.raises(ManifestError) as caught:
         load_declarations(tree.root)
-    assert str(caught.value).startswith("1 problem(s) in the declarations:\n  - manifests/data-eng/etl-jobs.yaml: ")
+    assert str(caught.value).startswith("1 problem(s) in the declarations:\n  - manifests/data-eng/etl-jobs.yaml:3: ")
     assert os.fspath(tree.root) not in str(caught.value)

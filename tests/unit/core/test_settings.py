@@ -34,7 +34,7 @@ def test_env_overrides_platforms(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unknown_profile_names_file_and_known_profiles() -> None:
     with pytest.raises(ManifestError) as err:
         load_settings(ROOT, "staging-eu")
-    assert "moka.yaml: profiles: no profile 'staging-eu'" in str(err.value)
+    assert "moka.yaml:3: profiles: no profile 'staging-eu'" in str(err.value)
     assert "local" in str(err.value)
 
 
@@ -44,5 +44,26 @@ def test_bad_config_reports_field(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as err:
         load_settings(tmp_path, "local")
     message = str(err.value)
-    assert "moka.yaml: profiles.local.environments.dev.acount: unknown key (did you mean `account`?)" in message
-    assert "profiles.local.environments.dev.account: required field is missing" in message
+    assert "moka.yaml:22: profiles.local.environments.dev.acount: unknown key (did you mean `account`?)" in message
+    assert "moka.yaml:20: profiles.local.environments.dev.account: required field is missing" in message
+
+
+def test_an_unsupported_platform_is_a_located_problem_not_a_bare_error(tmp_path: Path) -> None:
+    text = (ROOT / "moka.yaml").read_text().replace("platforms: [linux/amd64, linux/arm64]",
+                                                    "platforms: [windows/amd64]", 1)
+    (tmp_path / "moka.yaml").write_text(text)
+    with pytest.raises(ManifestError) as err:
+        load_settings(tmp_path, "local")
+    (problem,) = err.value.problems
+    assert (problem.file, problem.line, problem.field) == ("moka.yaml", 8, "profiles.local.platforms")
+    assert "unsupported platform 'windows/amd64'" in problem.message and problem.fix
+
+
+def test_an_impossible_date_in_the_settings_is_located(tmp_path: Path) -> None:
+    text = (ROOT / "moka.yaml").read_text().replace('mirror: "127.0.0.1:15000"', "mirror: 2024-02-30", 1)
+    (tmp_path / "moka.yaml").write_text(text)
+    with pytest.raises(ManifestError) as err:
+        load_settings(tmp_path, "local")
+    (problem,) = err.value.problems
+    assert (problem.line, problem.field) == (10, "profiles.local.mirror")
+    assert "`2024-02-30` is not a date" in problem.message

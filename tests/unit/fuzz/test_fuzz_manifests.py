@@ -32,6 +32,8 @@ TEAM = {"name": "etl-jobs", "team": "data-eng", "version": "1.0.0", "base": "spa
         "apt": {"packages": ["jq=1.6-2.1+deb12u2"]}, "files": [{"src": "etl", "dest": "etl"}],
         "env": {"ETL_CONFIG": "/opt/app/etl/config.yaml"},
         "smoke": {"job": "smoke/job.py", "timeout_seconds": 60, "expect": "ok"}}
+OTHER_TEAM = {"name": "tool", "team": "other-team", "version": "1.0.0", "base": "spark-3.5",
+              "description": "Another team's image", "files": [{"src": "private.py", "dest": "private.py"}]}
 TEAM_DIR = "manifests/data-eng"
 MANIFEST = f"{TEAM_DIR}/etl-jobs.yaml"
 OUTSIDE = "outside-secret"
@@ -51,6 +53,7 @@ def base_tree(root: Path) -> None:
     write(root, f"{TEAM_DIR}/etl/config.yaml", "regions: [north]\n")
     write(root, f"{TEAM_DIR}/smoke/job.py", "print('ok')\n")
     write(root, "manifests/other-team/private.py", "token = 'other team'\n")
+    write(root, "manifests/other-team/tool.yaml", yaml.safe_dump(OTHER_TEAM))
     write(root.parent, OUTSIDE, "not for the image\n")
 
 

@@ -7,12 +7,11 @@ from rich.console import Console
 
 from moka_images.commands.views import plan_table
 from moka_images.errors import ConfigError
-from moka_images.models import Digest
+from moka_images.models import Digest, InputFile
 from moka_images.plan.graph import (
     Action,
     BuildTag,
     Graph,
-    InputFile,
     Node,
     Plan,
     make_plan,

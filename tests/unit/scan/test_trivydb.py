@@ -117,3 +117,13 @@ def test_duplicate_bad_ids_and_bad_package_names_are_rejected(tmp_path: Path, en
     path.write_text(json.dumps({"vulnerabilities": entries}))
     with pytest.raises(ManifestError, match=re.escape(expected)):
         load_advisories(path)
+
+
+def test_a_bad_source_package_name_carries_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "advisories.yaml"
+    path.write_text("vulnerabilities:\n  - id: CVE-2099-0001\n    severity: HIGH\n    title: t\n    affects:\n"
+                    "      - os: debian 12\n        package: libc6 (glibc)\n")
+    with pytest.raises(ManifestError) as err:
+        load_advisories(path, "security/advisories.yaml")
+    (problem,) = err.value.problems
+    assert (problem.line, problem.field) == (7, "vulnerabilities.0.affects.0.package")

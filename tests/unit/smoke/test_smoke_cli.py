@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moka_images.cli import build_parser
+from moka_images.cli import build_parser, main
 from moka_images.errors import ConfigError
 from moka_images.models import Digest, ImageRef, Platform
 
@@ -33,3 +33,12 @@ def test_smoke_command_options() -> None:
     assert (args.image, args.env, args.platform, args.attest) == ("spark-3.5", "test", [Platform("linux", "arm64")],
                                                                    True)
     assert str(args.junit) == "j.xml" and str(args.json) == "r.json" and args.parallel == 1
+
+
+def test_a_bad_platform_argument_is_a_clean_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """Platform.parse raises ConfigError from argparse's `type=`: the CLI reports it, with no traceback."""
+    code = main(["smoke", "spark-3.5", "--env", "dev", "--platform", "windows/amd64"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "unsupported platform 'windows/amd64'" in err and "use linux/amd64 or linux/arm64" in err
+    assert "Traceback" not in err

@@ -162,7 +162,10 @@ def test_merge_plans_builds_each_platform_natively_merges_verifies_and_promotes_
     assert doc["on"]["push"]["branches"] == ["main"]
     assert "github.event.before" in doc["env"]["SINCE"]
     found = commands("merge.yml")
-    assert {c.name for c in found} == {"plan", "build", "pipeline", "promote", "report"}
+    assert {c.name for c in found} == {"check", "plan", "build", "pipeline", "promote", "report"}
+    check = next(c for c in found if c.name == "check")
+    assert next(iter(doc["jobs"])) == check.job and doc["jobs"]["plan"]["needs"] == check.job  # before anything
+    assert parse(check.argv).format == "github"
     per_arch = [c for c in found if "--platform" in c.argv]
     assert per_arch and all("--since" in c.argv for c in found if c.name in ("plan", "build", "pipeline"))
     for job_name in {c.job for c in per_arch}:
@@ -253,3 +256,15 @@ def test_nightly_mirrors_a_fresh_db_then_rescans_every_environment() -> None:
         needs = doc["jobs"][c.job]["needs"]
         assert mirror[0].job in ([needs] if isinstance(needs, str) else needs)
     assert "report" in {c.name for c in found}
+
+
+def test_team_repositories_can_run_check_as_a_pre_commit_hook() -> None:
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    (hook,) = hooks
+    assert hook["id"] == "moka-images-check" and hook["language"] == "python" and hook["pass_filenames"] is False
+    (argv,) = list(extract(hook["entry"]))
+    assert cli._command_name(parse(tuple(argv))) == "check"
+    for changed in ("moka.yaml", "images/spark/image.yaml", "manifests/data-eng/etl-jobs.yaml",
+                    "manifests/data-eng/etl/config.yaml", "policies/prod.yaml", "security/advisories.yaml"):
+        assert re.search(hook["files"], changed), changed
+    assert not re.search(hook["files"], "README.md")
