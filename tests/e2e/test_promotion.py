@@ -136,11 +136,28 @@ def test_an_unsigned_image_is_refused(psettings: Settings) -> None:
     assert "signature: no signature" in out and "verifies with test" in out
 
 
-def test_an_image_signed_with_another_key_is_refused(psettings: Settings) -> None:
+def test_an_image_signed_with_another_key_is_refused_for_its_signature_first_and_nothing_of_it_runs(
+        psettings: Settings) -> None:
     spec, image = _image(psettings, "otherkey")
-    ready_in_test(psettings, image, key_env=STAGING)
+    ready_in_test(psettings, image, key_env=STAGING, smoke=False)
     out = refused(spec, "dev", psettings, image.repository)
-    assert "signature: no signature" in out and "verifies with test" in out
+    problems = [line.strip() for line in out.splitlines() if line.startswith("  - ")]
+    assert problems[0].startswith("- signature: no signature") and "verifies with test" in out
+    assert not any(p.startswith(("- scan", "- smoke")) for p in problems)  # an untrusted image's evidence is not read
+    assert "running the suite" not in out and "docker" not in out  # and nothing of it runs
+
+
+def test_a_dry_run_without_an_attested_smoke_result_runs_nothing_and_says_how_to_get_one(
+        psettings: Settings) -> None:
+    spec, image = _image(psettings, "nosmoke")
+    ready_in_test(psettings, image, smoke=False)
+    env = {**os.environ, "MOKA_REPOSITORY_PREFIX": PREFIX}
+    done = subprocess.run([sys.executable, "-m", "moka_images.cli", "promote", spec, "--to", "dev"], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == GateFailed.exit_code, out
+    assert f"no smoke result attested for {image.digest.short}" in out and "moka-images smoke" in out
+    assert "running the suite" not in out
 
 
 def test_an_image_whose_scan_fails_the_target_policy_is_refused(psettings: Settings) -> None:
