@@ -12,6 +12,7 @@ from typing import Any
 
 import semver
 
+from moka_images import log
 from moka_images.adapters.registry import Registry
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
@@ -43,6 +44,8 @@ def find_source(settings: Settings, env: Environment, spec: str, client: Registr
     resolved = resolve(settings, env, spec, client)
     digest = resolved.ref.digest
     assert digest is not None
+    if resolved.tag is not None:  # a name (and tag) is resolved once, here, and the digest is what moves
+        log.info(f"{spec} resolved to {digest} ({resolved.ref.name}:{resolved.tag} in {env})")
     repository = resolved.ref.repository
     inventory = inventory or read_inventory(client, repository)
     builds = inventory.builds(digest)
