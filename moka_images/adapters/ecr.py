@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, ParamValidationError
 
 from moka_images.errors import ServiceError
 
@@ -73,6 +73,11 @@ def assume_role(access: AwsAccess, role_arn: str, session_name: str) -> dict[str
     try:
         creds = session.client("sts", **_common(access)).assume_role(
             RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
+    except EndpointConnectionError as exc:
+        where = access.endpoint or f"AWS STS in {access.region}"
+        raise ServiceError(f"cannot reach {where} to assume role {role_arn}: {exc}",
+                           "the local stack is down: start it with `moka-images dev up`" if access.endpoint
+                           else "check the network and the region") from exc
     except (ClientError, BotoCoreError) as exc:
         raise ServiceError(f"cannot assume role {role_arn}: {exc}",
                            "check the role ARN in moka.yaml and your AWS credentials") from exc

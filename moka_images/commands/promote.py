@@ -16,6 +16,7 @@ from moka_images.config.settings import Settings, load_settings
 from moka_images.errors import ConfigError, GateFailed
 from moka_images.models import Environment
 from moka_images.plan.promotion import Outcome
+from moka_images.stages.images import parse_spec
 from moka_images.stages.promote.apply import COPY_WORKERS, Done, carry_out
 from moka_images.stages.promote.prepare import Prepared, prepare, prepare_rollback, refusal
 from moka_images.stages.promote.release import apply_plan, plan_release, to_plan
@@ -81,6 +82,8 @@ def _cmd_promote(args: argparse.Namespace) -> int:
         raise ConfigError("give one of IMAGE[:VERSION|@DIGEST], --release FILE or --apply PLAN")
     if args.apply:
         return _apply(args, load_plan(args.apply))
+    if args.image:
+        parse_spec(args.image)  # a mistyped IMAGE is said before any service is asked
     if not args.to:
         raise ConfigError("--to ENV is required with IMAGE or --release", "the plan file names its target itself")
     release = load_release(args.release) if args.release else None  # read before any service is asked
