@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from rich.table import Table
 
 from moka_images import log
-from moka_images.commands.views import show_plan
+from moka_images.commands.views import add_selection, show_plan
 from moka_images.config.settings import load_settings
 from moka_images.errors import ConfigError
 from moka_images.models import Platform
@@ -31,8 +31,7 @@ def results_table(results: Sequence[BuiltImage]) -> Table:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `build`."""
     parser = sub.add_parser("build", help="build what the plan says into the test registry")
-    parser.add_argument("images", nargs="*", metavar="IMAGE", help="only these images (and the bases they need)")
-    parser.add_argument("--since", metavar="REV", help="only images whose inputs changed since this revision")
+    add_selection(parser)
     parser.add_argument("--jobs", type=int, default=2, help="images built at once (default 2)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     split = parser.add_mutually_exclusive_group()

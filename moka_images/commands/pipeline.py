@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from moka_images import log
-from moka_images.commands.views import show_plan, show_suite
+from moka_images.commands.views import add_selection, show_plan, show_suite
 from moka_images.config.settings import load_settings
 from moka_images.errors import GateFailed
 from moka_images.models import Environment
@@ -32,8 +32,7 @@ def summary(outcomes: list[ImageOutcome]) -> Table:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `pipeline`."""
     parser = sub.add_parser("pipeline", help="the job on merge: plan, build, scan, sign, smoke, promote")
-    parser.add_argument("images", nargs="*", metavar="IMAGE", help="only these images (and the bases they need)")
-    parser.add_argument("--since", metavar="REV", help="only images whose inputs changed since this revision")
+    add_selection(parser)
     parser.add_argument("--jobs", type=int, default=2, help="images built at once (default 2)")
     parser.add_argument("--promote-to", default="dev", metavar="ENV",
                         help="where images that pass go (default dev; `none` to stop in test)")

@@ -8,7 +8,7 @@ import sys
 
 from rich.console import Console
 
-from moka_images.commands.views import plan_table
+from moka_images.commands.views import add_selection, plan_table
 from moka_images.config.settings import load_settings
 from moka_images.errors import PlanRefused
 from moka_images.plan.graph import Action
@@ -33,8 +33,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `plan`."""
     parser = sub.add_parser("plan", help="show what a build would do with each image, and why")
-    parser.add_argument("images", nargs="*", metavar="IMAGE", help="only these images (and the bases they need)")
-    parser.add_argument("--since", metavar="REV", help="only images whose inputs changed since this git revision")
+    add_selection(parser)
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     parser.set_defaults(func=_run)
 

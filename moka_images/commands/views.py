@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from rich.table import Table
 
 from moka_images import log
@@ -43,3 +45,9 @@ def show_suite(result: SuiteResult) -> None:
                 console.print(f"[red]{job.describe()}[/]\n[dim]{job.log_tail}[/]", markup=True, highlight=False)
     for mismatch in result.mismatches:
         console.print(f"[red]mismatch: {mismatch.describe()}[/]")
+
+
+def add_selection(parser: argparse.ArgumentParser) -> None:
+    """IMAGE... and --since REV: which images a plan, build or pipeline works on."""
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="only these images (and the bases they need)")
+    parser.add_argument("--since", metavar="REV", help="only images whose inputs changed since this git revision")
