@@ -5,16 +5,31 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 from moka_images import commands, log, metrics
 from moka_images.adapters import telemetry
 from moka_images.errors import MokaError
 
+DESCRIPTION = """Build, scan, sign and promote multi-arch Spark images, by digest, from test to prod.
+
+Commands run in the order of an image's life: check the declarations, plan and build into test, scan, sign
+and smoke-test there, then promote a release through dev, staging and prod."""
+EPILOG = """A release, step by step:
+  moka-images pipeline --promote-to none --release-out release.json
+  moka-images promote --release release.json --to dev --confirm
+  moka-images promote --release release.json --to staging --plan-out plan.json
+  moka-images promote --apply plan.json --confirm --approved-by NAME
+
+`moka-images COMMAND --help` tells more; the local stack is `moka-images dev up`."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used by the workflow tests to know which commands exist)."""
-    parser = argparse.ArgumentParser(prog="moka-images", description=__doc__)
+    parser = argparse.ArgumentParser(prog="moka-images", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"moka-images {version('moka-images')}")
     parser.add_argument("--profile", help="settings profile from moka.yaml (default: MOKA_PROFILE or default_profile)")
     parser.add_argument("--log-format", choices=["text", "json"], default=None, help="log lines as text or JSON")
     parser.add_argument("--metrics-file", type=Path, metavar="PATH",
