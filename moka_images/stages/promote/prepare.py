@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from moka_images import log, metrics
 from moka_images.adapters.registry import Registry
@@ -26,6 +26,7 @@ class Prepared:
     decision: PromotionDecision
     gates: tuple[GateResult, ...]  # the ones that needed the world: signature, scan, smoke
     approved_by: str | None
+    seen: Inventory = field(default_factory=Inventory)  # the target's tags the decision was made against
 
 
 def prepare(settings: Settings, spec: str, target: Environment, *, src: Environment | None = None,
@@ -49,7 +50,8 @@ def prepare(settings: Settings, spec: str, target: Environment, *, src: Environm
     decision = decide(source.candidate, src, target, inventory, gates, approval_required=required,
                       approved_by=approved_by, approval_deferred=approval_deferred)
     _count_gates(decision)
-    return Prepared(source, f"{settings.env(target).registry}/{source.repository}", decision, gates, approved_by)
+    return Prepared(source, f"{settings.env(target).registry}/{source.repository}", decision, gates, approved_by,
+                    inventory)
 
 
 def _gates(settings: Settings, source: Source, target: Environment, client: Registry, *,
@@ -87,7 +89,7 @@ def prepare_rollback(settings: Settings, image: str, env: Environment, to: str, 
     decision = decide_rollback(source.candidate, env, inventory, gates, approval_required=required,
                                approved_by=approved_by)
     _count_gates(decision)
-    return Prepared(source, source.ref.name, decision, gates, approved_by)
+    return Prepared(source, source.ref.name, decision, gates, approved_by, inventory)
 
 
 def _count_gates(decision: PromotionDecision) -> None:

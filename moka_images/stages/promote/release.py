@@ -58,14 +58,13 @@ def to_plan(settings: Settings, planned: list[Prepared], src: Environment, targe
     """Prepared promotions as a plan document."""
     images = []
     for p in planned:
-        inventory = read_inventory(registries.client(settings, target), p.source.repository)
         d = p.decision
         images.append({
             "image": p.source.name, "repository": p.source.repository, "source": str(p.source.ref),
             "destination": p.destination, "build_tag": str(p.source.candidate.build),
             "created": p.source.candidate.created, "platforms": list(p.source.platforms), "outcome": d.outcome.value,
             "rollback": d.rollback, "gates": [g.to_json() for g in d.gates], "moves": [m.to_json() for m in d.moves],
-            "kept": list(d.kept), "inventory": {t: str(v) for t, v in sorted(inventory.tags.items())}})
+            "kept": list(d.kept), "inventory": {t: str(v) for t, v in sorted(p.seen.tags.items())}})
     return PromotionPlan.model_validate({
         "schema": PLAN_SCHEMA, "made_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "made_by": identity(settings), "from": src.value, "to": target.value,
