@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from ci_support import unavailable
 
 from moka_images.adapters import buildx, run
 from moka_images.config.policies import PolicyException, load_policy
@@ -54,9 +55,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         registries.mirror(found).ping()
         registries.client(found, TEST).ping()
     except MokaError as exc:
-        pytest.skip(f"local stack not up ({exc.message}): run `moka-images dev up`")
+        unavailable(f"local stack not up ({exc.message}): run `moka-images dev up`")
     if registries.mirror(found).head_manifest(found.os_base.repository, found.os_base.tag) is None:
-        pytest.skip("the OS base is not seeded in the mirror: run `moka-images dev up`")
+        unavailable("the OS base is not seeded in the mirror: run `moka-images dev up`")
     registries.login_tools(found, TEST)
     return found
 
@@ -264,7 +265,7 @@ print(json.dumps({"predicate": scan.scan_predicate(result, verdict), "cached": [
 @pytest.fixture
 def netns() -> Iterator[str]:
     if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("needs root and iproute2 to make a network namespace")
+        unavailable("needs root and iproute2 to make a network namespace")
     name = f"moka-scan-{os.getpid()}"
     run.call(["ip", "netns", "add", name])
     try:

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from ci_support import unavailable
 
 from moka_images.adapters import buildx, cosign, ecr, run
 from moka_images.config import os_base
@@ -197,7 +198,7 @@ def test_nothing_leaves_loopback(signed_settings: Settings, image: ImageRef, tmp
     """Every connection cosign opens while signing, attesting and verifying is to 127.0.0.1 (strace)."""
     strace = shutil.which("strace")
     if strace is None:
-        pytest.skip("strace is not installed")
+        unavailable("strace is not installed")
     real = run.require("cosign")
     shim = tmp_path / "tools" / "bin" / "cosign"
     shim.parent.mkdir(parents=True)
