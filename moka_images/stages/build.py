@@ -27,12 +27,8 @@ from moka_images.stages.planning import compute_plan
 
 SOURCE_URL = "https://github.com/moka-images/moka-images"
 
-# Shown the plan before anything is built: the command renders it; other callers may ignore it.
+# Shown the plan before anything is built: the command renders it; other callers pass nothing.
 OnPlan = Callable[[Plan], None]
-
-
-def _ignore(plan: Plan) -> None:
-    """The default for callers that need not see the plan."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ class ArchBuild:
 
 
 def build(settings: Settings, *, images: Sequence[str] = (), since_rev: str | None = None,
-          jobs: int = 2, on_plan: OnPlan = _ignore) -> list[BuiltImage]:
+          jobs: int = 2, on_plan: OnPlan | None = None) -> list[BuiltImage]:
     """Build what the plan says, in dependency order; returns every image in scope with its digests."""
     plan = _checked_plan(settings, images, since_rev, on_plan)
     declarations = load_declarations(settings.root)
@@ -92,7 +88,7 @@ def build(settings: Settings, *, images: Sequence[str] = (), since_rev: str | No
 
 def build_platform(settings: Settings, platform: Platform, *, images: Sequence[str] = (),
                    since_rev: str | None = None, jobs: int = 2,
-                   on_plan: OnPlan = _ignore) -> tuple[list[ArchBuild], list[str]]:
+                   on_plan: OnPlan | None = None) -> tuple[list[ArchBuild], list[str]]:
     """One platform of every image the plan builds whose base is known, pushed under its per-arch tag.
 
     For CI, one runner per platform, natively; `merge` then makes the indexes. An image built on a base that
@@ -126,7 +122,7 @@ def build_platform(settings: Settings, platform: Platform, *, images: Sequence[s
 
 
 def merge(settings: Settings, *, images: Sequence[str] = (), since_rev: str | None = None,
-          on_plan: OnPlan = _ignore) -> tuple[list[BuiltImage], list[str]]:
+          on_plan: OnPlan | None = None) -> tuple[list[BuiltImage], list[str]]:
     """Make the index of each image whose base is known from its per-arch builds, and move its rolling tags.
 
     Returns every image in scope as it now stands, and the images still waiting for a base (build their
@@ -153,13 +149,15 @@ def merge(settings: Settings, *, images: Sequence[str] = (), since_rev: str | No
     return _with_skipped(settings, client, plan, results), [d.image for d in plan.by_action(Action.BUILD) if d.pending]
 
 
-def _checked_plan(settings: Settings, images: Sequence[str], since_rev: str | None, on_plan: OnPlan) -> Plan:
+def _checked_plan(settings: Settings, images: Sequence[str], since_rev: str | None,
+                  on_plan: OnPlan | None) -> Plan:
     plan = compute_plan(settings, since_rev=since_rev, images=images)
     refused = plan.by_action(Action.REFUSE)
     if refused:
         raise PlanRefused("the plan refuses: " + "; ".join(f"{d.image}: {d.reason}" for d in refused),
                           "fix what each reason says, then build again")
-    on_plan(plan)
+    if on_plan is not None:
+        on_plan(plan)
     return plan
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from moka_images.adapters.registry import Manifest, Registry
+from moka_images.adapters.registry import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, Manifest, Registry
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
 from moka_images.models import Digest, Environment, ImageRef, Platform, is_valid_repository, is_valid_tag
@@ -16,6 +16,7 @@ from moka_images.plan.tags import TagKind, kind_of
 from moka_images.stages import registries
 
 DEFAULT_TAG = "latest"
+CREATED = "org.opencontainers.image.created"
 
 
 @dataclass(frozen=True)
@@ -77,15 +78,13 @@ def index_platforms(client: Registry, ref: ImageRef) -> tuple[ImageRef, dict[Pla
     return ref.with_digest(manifest.digest), platforms_of(client, ref.repository, manifest)
 
 
-CREATED = "org.opencontainers.image.created"
-
-
 def _tracked(tag: str) -> bool:
     """Tags promotion reads and moves: build tags and rolling tags (not cosign's, not per-platform build tags)."""
     return kind_of(tag) in (TagKind.BUILD, TagKind.ROLLING)
 
 
 def created_at(manifest: Manifest) -> str | None:
+    """When the image was built, as its index says (None where it cannot say: a Docker manifest list)."""
     return (manifest.json.get("annotations") or {}).get(CREATED)
 
 
@@ -100,11 +99,6 @@ def read_inventory(client: Registry, repository: str) -> Inventory:
     return Inventory(tags, created)
 
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-
-
 def write_index(client: Registry, repository: str, tag: str, children: Sequence[Digest]) -> Digest:
     """One multi-platform index over single-platform manifests already in `repository`, pushed under `tag`.
 
@@ -112,14 +106,16 @@ def write_index(client: Registry, repository: str, tag: str, children: Sequence[
     the engine's docker driver pushes) get a Docker manifest list, which has no annotations: the OCI labels in
     each platform's config carry the provenance instead; OCI children get an OCI index.
     """
-    entries = []
+    entries: dict[Platform, dict[str, object]] = {}
     for digest in children:
         manifest = client.get_manifest(repository, str(digest))
         (platform, _), = platforms_of(client, repository, manifest).items()
-        entries.append((platform, {"mediaType": manifest.media_type, "size": len(manifest.raw),
-                                   "digest": str(digest),
-                                   "platform": {"architecture": platform.arch, "os": platform.os}}))
-    docker = all(e["mediaType"] == DOCKER_MANIFEST for _, e in entries)
+        if platform in entries:
+            raise ConfigError(f"two manifests for {platform} in one index of {repository}:{tag}: "
+                              f"{entries[platform]['digest']} and {digest}", "an index holds one manifest per platform")
+        entries[platform] = {"mediaType": manifest.media_type, "size": len(manifest.raw), "digest": str(digest),
+                             "platform": {"architecture": platform.arch, "os": platform.os}}
+    docker = all(e["mediaType"] == DOCKER_MANIFEST for e in entries.values())
     media_type = DOCKER_LIST if docker else OCI_INDEX
-    doc = {"schemaVersion": 2, "mediaType": media_type, "manifests": [e for _, e in sorted(entries)]}
+    doc = {"schemaVersion": 2, "mediaType": media_type, "manifests": [entries[p] for p in sorted(entries)]}
     return client.put_manifest(repository, tag, json.dumps(doc, indent=2).encode(), media_type)

@@ -20,7 +20,7 @@ from moka_images.models import Environment, ImageRef
 from moka_images.smoke.report import predicate as smoke_predicate
 from moka_images.smoke.results import SuiteResult
 from moka_images.stages import registries
-from moka_images.stages.build import BuiltImage, OnPlan, _ignore, build
+from moka_images.stages.build import BuiltImage, OnPlan, build
 from moka_images.stages.promote.apply import promote
 from moka_images.stages.verify import attestations, scan, signing, smoke
 from moka_images.stages.verify.attestations import AttestationKind
@@ -74,7 +74,7 @@ def _phase(outcome: ImageOutcome, name: str) -> Iterator[None]:
 
 
 def verify_image(settings: Settings, image: BuiltImage, today: date, rules: Rules | None = None,
-                 on_suite: Callable[[SuiteResult], None] = lambda suite: None) -> ImageOutcome:
+                 on_suite: Callable[[SuiteResult], None] | None = None) -> ImageOutcome:
     """Scan, sign and smoke one built image in test, attesting each result on its index digest (the scan judged by
     test's `rules`, read here unless given)."""
     env = Environment.TEST
@@ -101,7 +101,8 @@ def verify_image(settings: Settings, image: BuiltImage, today: date, rules: Rule
             outcome.phases["smoke"] = "passed (attested earlier)"
             return outcome
         suite = smoke.smoke(settings, env, ref, smoke.jobs_for(settings, image.image))
-        on_suite(suite)
+        if on_suite is not None:
+            on_suite(suite)
         attestations.attest(settings, env, ref, AttestationKind.SMOKE, smoke_predicate(suite), replace=True)
         outcome.phases["smoke"] = "passed" if suite.passed else "FAILED"
         if not suite.passed:
@@ -118,8 +119,8 @@ def promote_image(settings: Settings, image: BuiltImage, outcome: ImageOutcome, 
 
 def run_pipeline(settings: Settings, *, since_rev: str | None = None, images: tuple[str, ...] = (),
                  jobs: int = 2, today: date | None = None,
-                 promote_to: Environment | None = Environment.DEV, on_plan: OnPlan = _ignore,
-                 on_suite: Callable[[SuiteResult], None] = lambda suite: None) -> list[ImageOutcome]:
+                 promote_to: Environment | None = Environment.DEV, on_plan: OnPlan | None = None,
+                 on_suite: Callable[[SuiteResult], None] | None = None) -> list[ImageOutcome]:
     """Plan and build, then scan, sign and smoke every image in scope, and promote what passed."""
     today = today or datetime.now(UTC).date()
     # Every policy the run needs is read before anything is built, so a broken one stops it at once. (The

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from moka_images.adapters import trivy
-from moka_images.adapters.registry import Registry
+from moka_images.adapters.registry import OCI_MANIFEST, Registry
 from moka_images.config.settings import Settings
 from moka_images.errors import ServiceError
 from moka_images.findings import DbVersion
@@ -20,7 +20,6 @@ from moka_images.trivydb.advisories import load_advisories
 ADVISORIES = Path("security/advisories.yaml")
 
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 DB_CONFIG_TYPE = "application/vnd.aquasec.trivy.config.v1+json"

@@ -28,7 +28,7 @@ from moka_images.adapters import buildx, git, wheelhouse
 from moka_images.config import os_base
 from moka_images.config.manifests import load_declarations
 from moka_images.config.settings import Settings, load_settings
-from moka_images.errors import PlanRefused, ServiceError
+from moka_images.errors import ConfigError, PlanRefused, ServiceError
 from moka_images.models import ALL_PLATFORMS, Digest, Environment, ImageRef, Platform
 from moka_images.plan.graph import Action, BuildTag
 from moka_images.plan.tags import TagKind, kind_of
@@ -80,6 +80,14 @@ def test_an_index_needs_its_children_in_the_repository() -> None:
     child = push_platform(reg, "moka/elsewhere", AMD64, seed="x")
     with pytest.raises(ServiceError, match="read manifest moka/spark-3.5:sha256:.* HTTP 404: MANIFEST_UNKNOWN"):
         images.write_index(reg, REPO, "t", [child])
+    assert reg.list_tags(REPO) == []
+
+
+def test_two_manifests_of_one_platform_are_refused_by_name_not_indexed() -> None:
+    reg = FakeRegistry()
+    one, two = (push_platform(reg, REPO, AMD64, seed=seed) for seed in ("x", "y"))
+    with pytest.raises(ConfigError, match=f"two manifests for linux/amd64 in one index of {REPO}:t"):
+        images.write_index(reg, REPO, "t", [one, two])
     assert reg.list_tags(REPO) == []
 
 
