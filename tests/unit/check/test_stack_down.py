@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,3 +35,16 @@ def test_a_local_endpoint_that_is_down_is_called_the_stack_being_down() -> None:
     with pytest.raises(ServiceError) as down:
         ecr.assume_role(access, access.role_arn or "", "test")
     assert "moka-images dev up" in (down.value.hint or "")
+
+
+def test_a_broken_release_file_is_named_with_its_field_before_any_service(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(registries, "client", lambda *a, **k: pytest.fail("a registry was asked"))
+    release = tmp_path / "release.json"
+    release.write_text(json.dumps({"schema": "moka-images/release/v1", "images": [
+        {"name": "spark-3.5", "version": "1.0.1", "build_tag": "1.0.1-a-b", "digest": "sha256:nothex",
+         "platforms": {}}]}))
+    assert main(["promote", "--release", str(release), "--to", "dev"]) == 2
+    err = capsys.readouterr().err
+    assert "release.json" in err and "images.0.digest" in err and "not a sha256 digest" in err
+    assert "Traceback" not in err

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from moka_images import log
 from moka_images.adapters.retry import Policy, retry_after
 
 
@@ -17,13 +16,6 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
     return slept
-
-
-@pytest.fixture
-def warnings(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    said: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(log, "warn", lambda msg, **fields: said.append((msg, fields)))
-    return said
 
 
 class Script:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import requests
 
-from moka_images import log
 from moka_images.adapters import cosign, run
 from moka_images.adapters.copy import Blob, CopyStats, copy_blob
 from moka_images.adapters.registry import RegistryClient, digest_of
@@ -251,13 +250,6 @@ class Target:
         if self.failures:
             raise self.failures.pop(0)
         return digest
-
-
-@pytest.fixture
-def warnings(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    said: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(log, "warn", lambda msg, **fields: said.append((msg, fields)))
-    return said
 
 
 def copy(target: Target) -> CopyStats:
