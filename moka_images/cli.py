@@ -25,8 +25,12 @@ EPILOG = """A release, step by step:
 `moka-images COMMAND --help` tells more; the local stack is `moka-images dev up`."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (also used by the workflow tests to know which commands exist)."""
+_GLOBAL_OPTIONS_WITH_VALUES = ("--profile", "--log-format", "--metrics-file")
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with `argv`, only its command's module is loaded (without it, every command:
+    the workflow tests use that to know which commands exist)."""
     parser = argparse.ArgumentParser(prog="moka-images", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"moka-images {version('moka-images')}")
@@ -35,14 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics-file", type=Path, metavar="PATH",
                         help="write the run's metrics here, Prometheus text format (default: MOKA_METRICS_FILE)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in commands.IN_LIFECYCLE_ORDER:
-        command.register(sub)
+    word = commands.command_word(argv, _GLOBAL_OPTIONS_WITH_VALUES) if argv is not None else None
+    for module in commands.modules(word):
+        module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn errors into a message, a hint and an exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except MokaError as exc:  # argparse turns only its own errors into usage errors: a `type=` may raise ours
