@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +70,10 @@ def _common(access: AwsAccess) -> dict[str, Any]:
 
 def assume_role(access: AwsAccess, role_arn: str, session_name: str) -> dict[str, str]:
     """Temporary credentials of `role_arn`, as the AWS_* variables an SDK or a tool reads."""
+    return _assumed(access, role_arn, session_name)[0]
+
+
+def _assumed(access: AwsAccess, role_arn: str, session_name: str) -> tuple[dict[str, str], datetime | None]:
     session = boto3.session.Session(**_session_kwargs(access))
     try:
         creds = session.client("sts", **_common(access)).assume_role(
@@ -81,20 +86,37 @@ def assume_role(access: AwsAccess, role_arn: str, session_name: str) -> dict[str
     except (ClientError, BotoCoreError) as exc:
         raise ServiceError(f"cannot assume role {role_arn}: {exc}",
                            "check the role ARN in moka.yaml and your AWS credentials") from exc
-    return {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
-            "AWS_SESSION_TOKEN": creds["SessionToken"]}
+    expires = creds.get("Expiration")
+    return ({"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+             "AWS_SESSION_TOKEN": creds["SessionToken"]}, expires if isinstance(expires, datetime) else None)
+
+
+_clients: dict[tuple[AwsAccess, str], tuple[Any, datetime | None]] = {}
+_clients_lock = threading.Lock()
 
 
 def client(access: AwsAccess, service: str) -> Any:
-    """A boto3 client for `service`, acting through `access.role_arn` when there is one."""
-    if access.role_arn:
-        creds = assume_role(access, access.role_arn, "moka-images")
-        session = boto3.session.Session(aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-                                        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-                                        aws_session_token=creds["AWS_SESSION_TOKEN"])
-    else:
-        session = boto3.session.Session(**_session_kwargs(access))
-    return session.client(service, **_common(access))
+    """The run's boto3 client for `service`, acting through `access.role_arn` when there is one.
+
+    Made once per process (a client takes longer to make than most calls take; boto3 clients are thread-safe)
+    and again when the role's temporary credentials are about to expire.
+    """
+    key = (access, service)
+    with _clients_lock:
+        kept = _clients.get(key)
+        if kept is not None and (kept[1] is None or kept[1] - datetime.now(UTC) > REFRESH_MARGIN):
+            return kept[0]
+        expires = None
+        if access.role_arn:
+            creds, expires = _assumed(access, access.role_arn, "moka-images")
+            session = boto3.session.Session(aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+                                            aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+                                            aws_session_token=creds["AWS_SESSION_TOKEN"])
+        else:
+            session = boto3.session.Session(**_session_kwargs(access))
+        made = session.client(service, **_common(access))
+        _clients[key] = (made, expires)
+        return made
 
 
 def registry_credentials(access: AwsAccess, account: str) -> RegistryCredentials:

@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, Self
@@ -26,6 +28,9 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 ACCEPT = ", ".join((*INDEX_TYPES, *MANIFEST_TYPES))
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 CHUNK = 4 * 1024 * 1024
+POOL_SIZE = 32  # connections kept per registry: the copy workers and status' readers share one client
+CACHED_BLOB_LIMIT = 1024 * 1024  # small blobs (configs, signature payloads, attestations) are kept once read
+CACHE_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,8 @@ class Registry(Protocol):
 class RegistryClient:
     """One registry, one set of credentials; retries 429/5xx with backoff; handles Basic and Bearer auth.
 
-    Implements `Registry` (structurally), plus `ping` and the bytes it uploaded.
+    Implements `Registry` (structurally), plus `ping` and the bytes it uploaded. What it reads by digest
+    (manifests, small blobs) never changes, so it is kept and not read again: one client serves a whole run.
     """
 
     def __init__(self, registry: str, username: str | None = None, password: str | None = None,
@@ -145,6 +151,10 @@ class RegistryClient:
         self._creds = (username, password or "") if username else None
         self._session = requests.Session()
         self._session.trust_env = False  # never route loopback traffic through a proxy
+        pooled = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        self._session.mount("http://", pooled)
+        self._session.mount("https://", pooled)
+        self._read = _ByDigest(CACHE_ENTRIES)
         self._bearer: dict[str, str] = {}
         self.retries, self.timeout = retries, timeout
         self.bytes_sent = 0
@@ -253,6 +263,8 @@ class RegistryClient:
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """Fetch a manifest by tag or digest, verifying its digest when fetched by digest."""
+        if (kept := self._read.get(repository, reference)) is not None:
+            return Manifest(*kept)
         resp = self._request("GET", f"/v2/{repository}/manifests/{reference}", scope=repository,
                              headers={"Accept": ACCEPT})
         self._check(resp, f"read manifest {repository}:{reference}")
@@ -261,6 +273,8 @@ class RegistryClient:
         if reference.startswith("sha256:") and digest.value != reference:
             raise ServiceError(f"{self.registry}: manifest {repository}@{reference} does not match its digest")
         media = resp.headers.get("Content-Type", "").split(";")[0] or json.loads(raw).get("mediaType", "")
+        if reference.startswith("sha256:"):
+            self._read.put(repository, reference, (raw, media, digest))
         return Manifest(raw, media, digest)
 
     def blob_exists(self, repository: str, digest: Digest) -> bool:
@@ -279,10 +293,14 @@ class RegistryClient:
 
     def get_blob(self, repository: str, digest: Digest) -> bytes:
         """A small blob's bytes, verified against its digest."""
+        if (kept := self._read.get(repository, str(digest))) is not None:
+            return kept
         with self.open_blob(repository, digest) as resp:
             data = resp.content
         if digest_of(data) != digest:
             raise ServiceError(f"{self.registry}: blob {digest.short} in {repository} does not match its digest")
+        if len(data) <= CACHED_BLOB_LIMIT:
+            self._read.put(repository, str(digest), data)
         return data
 
     # --- writes --------------------------------------------------------------------------------------
@@ -348,6 +366,25 @@ class RegistryClient:
         location = resp.headers.get("Location")
         if location:
             self._session.delete(_absolute(self.base, location), timeout=self.timeout)
+
+
+class _ByDigest:
+    """What a client read by digest, per repository, the oldest dropped first past `limit` entries."""
+
+    def __init__(self, limit: int) -> None:
+        self._items: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def get(self, repository: str, reference: str) -> Any:
+        with self._lock:
+            return self._items.get((repository, reference))
+
+    def put(self, repository: str, reference: str, value: Any) -> None:
+        with self._lock:
+            self._items[(repository, reference)] = value
+            while len(self._items) > self._limit:
+                self._items.popitem(last=False)
 
 
 def _explain(resp: requests.Response) -> str:

@@ -1,6 +1,12 @@
-"""Registry clients and tool logins for each environment, with credentials from ECR."""
+"""Registry clients and tool logins for each environment, with credentials from ECR.
+
+The run's registry context: one client per environment (one HTTP session, one token, one cache of what was read
+by digest) for the whole process, shared by its threads, made again only when the ECR token is renewed.
+"""
 
 from __future__ import annotations
+
+import threading
 
 from moka_images.adapters import docker_config, ecr
 from moka_images.adapters.registry import RegistryClient
@@ -9,26 +15,37 @@ from moka_images.models import Environment
 from moka_images.stages import repositories
 
 _tokens: dict[tuple[str, str, Environment], ecr.RegistryCredentials] = {}
+_clients: dict[tuple[str, str, str], RegistryClient] = {}
+_lock = threading.Lock()
 
 
 def credentials(settings: Settings, environment: Environment) -> ecr.RegistryCredentials:
     """ECR token credentials of an environment, fetched once per process and again when about to expire."""
     key = (settings.profile, settings.env(environment).account, environment)
-    if key not in _tokens or _tokens[key].expiring():
-        _tokens[key] = ecr.registry_credentials(repositories.aws_access(settings, environment),
-                                                       settings.env(environment).account)
-    return _tokens[key]
+    with _lock:
+        if key not in _tokens or _tokens[key].expiring():
+            _tokens[key] = ecr.registry_credentials(repositories.aws_access(settings, environment),
+                                                    settings.env(environment).account)
+        return _tokens[key]
 
 
 def client(settings: Settings, environment: Environment) -> RegistryClient:
-    """A registry client for `environment`, logged in with its ECR token."""
+    """The run's registry client for `environment`, logged in with its ECR token."""
     creds = credentials(settings, environment)
-    return RegistryClient(settings.env(environment).registry, creds.username, creds.password)
+    key = (settings.env(environment).registry, creds.username, creds.password)
+    with _lock:
+        if key not in _clients:
+            _clients[key] = RegistryClient(key[0], creds.username, creds.password)
+        return _clients[key]
 
 
 def mirror(settings: Settings) -> RegistryClient:
     """The upstream mirror (OS base images, vulnerability databases); anonymous read locally."""
-    return RegistryClient(settings.mirror)
+    key = (settings.mirror, "", "")
+    with _lock:
+        if key not in _clients:
+            _clients[key] = RegistryClient(settings.mirror)
+        return _clients[key]
 
 
 def login_tools(settings: Settings, environment: Environment) -> None:

@@ -390,3 +390,23 @@ def test_copy_through_registry_client_lands_the_same_bytes_as_through_the_fake()
     assert {d: m.raw for d, m in dst.repositories[REPO].manifests.items()} \
         == {d: m.raw for d, m in dst2.repositories[REPO].manifests.items()}
     assert dst.repositories[REPO].blobs == dst2.repositories[REPO].blobs
+
+
+def test_the_real_client_reads_what_has_a_digest_once_and_tags_every_time() -> None:
+    fake = FakeRegistry()
+    pushed = push_image(fake, REPO, "1.0.0", seed="cached")
+    client = over_the_wire(fake)
+    asked: list[str] = []
+    serve = client._session.request  # type: ignore[attr-defined]
+    client._session.request = lambda method, url, **kw: asked.append(f"{method} {urlsplit(url).path}") or serve(  # type: ignore[method-assign]
+        method, url, **kw)
+    index = client.get_manifest(REPO, str(pushed.digest))
+    assert client.get_manifest(REPO, str(pushed.digest)) == index
+    config = Digest(client.get_manifest(REPO, str(next(iter(index.platforms().values())))).json["config"]["digest"])
+    assert client.get_blob(REPO, config) == client.get_blob(REPO, config)
+    client.get_manifest(REPO, "latest")
+    client.get_manifest(REPO, "latest")
+    assert sorted(asked) == sorted([f"GET /v2/{REPO}/manifests/{pushed.digest}",
+                                    f"GET /v2/{REPO}/manifests/{next(iter(index.platforms().values()))}",
+                                    f"GET /v2/{REPO}/blobs/{config}",
+                                    f"GET /v2/{REPO}/manifests/latest", f"GET /v2/{REPO}/manifests/latest"])
