@@ -514,12 +514,45 @@ class Reading:
     base_refs: tuple[BaseRef, ...]  # the `base` of every team manifest YAML could read
 
 
+_loaded: dict[tuple[Path, str], Declarations] = {}
+
+
 def load_declarations(root: Path) -> Declarations:
-    """Read and validate images/*/image.yaml and manifests/<team>/*.yaml; raise ManifestError with every problem."""
+    """Read and validate images/*/image.yaml and manifests/<team>/*.yaml; raise ManifestError with every problem.
+
+    Valid declarations are kept for the run and handed out again while no file under images/ or manifests/
+    has changed (by content: file times are too coarse to tell two quick writes apart).
+    """
+    key = (root.resolve(), tree_fingerprint(root))
+    if key in _loaded:
+        return _loaded[key]
     reading = read_declarations(root)
     if reading.problems:
         raise ManifestError(list(reading.problems))
+    _loaded[key] = reading.declarations
     return reading.declarations
+
+
+def tree_fingerprint(root: Path) -> str:
+    """sha256 over the names, kinds and bytes of everything under images/ and manifests/.
+
+    Only regular files are read (a link to a device or a pipe is named, never read: reading would not end).
+    """
+    digest = hashlib.sha256()
+    for top in (IMAGES_DIR, MANIFESTS_DIR):
+        for folder, _, files in sorted(os.walk(root / top)):
+            for name in sorted(files):
+                path = Path(folder) / name
+                digest.update(f"{path.relative_to(root).as_posix()}\0{path.is_symlink()}\0".encode())
+                try:
+                    info = path.stat()
+                    if stat.S_ISREG(info.st_mode):
+                        digest.update(hashlib.sha256(path.read_bytes()).digest())
+                    else:
+                        digest.update(f"{info.st_mode}:{info.st_rdev}".encode())
+                except OSError as exc:  # unreadable or a dangling link: reading the declarations says why
+                    digest.update(repr(exc).encode())
+    return digest.hexdigest()
 
 
 def read_declarations(root: Path) -> Reading:
