@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from moka_images.adapters.registry import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, Manifest, Registry
@@ -16,6 +17,7 @@ from moka_images.plan.tags import TagKind, kind_of
 from moka_images.stages import registries
 
 DEFAULT_TAG = "latest"
+READS_AT_ONCE = 8
 CREATED = "org.opencontainers.image.created"
 
 
@@ -89,13 +91,17 @@ def created_at(manifest: Manifest) -> str | None:
 
 
 def read_inventory(client: Registry, repository: str) -> Inventory:
-    """Build and rolling tags of a repository and where they point, with the build times of rolled digests."""
-    tags: dict[str, Digest] = {}
-    for tag in client.list_tags(repository):
-        if _tracked(tag) and (digest := client.head_manifest(repository, tag)) is not None:
-            tags[tag] = digest
-    rolled = {d for t, d in tags.items() if BuildTag.parse(t) is None}
-    created = {d: c for d in rolled if (c := created_at(client.get_manifest(repository, str(d))))}
+    """Build and rolling tags of a repository and where they point, with the build times of rolled digests.
+
+    The tags are looked up `READS_AT_ONCE` at a time: a repository of a long-lived image holds hundreds.
+    """
+    tracked = [t for t in client.list_tags(repository) if _tracked(t)]
+    with ThreadPoolExecutor(max_workers=READS_AT_ONCE, thread_name_prefix="moka-inventory") as pool:
+        found = dict(zip(tracked, pool.map(lambda t: client.head_manifest(repository, t), tracked), strict=True))
+        tags = {t: d for t, d in found.items() if d is not None}
+        rolled = sorted({d for t, d in tags.items() if BuildTag.parse(t) is None}, key=str)
+        manifests = pool.map(lambda d: client.get_manifest(repository, str(d)), rolled)
+        created = {d: c for d, m in zip(rolled, manifests, strict=True) if (c := created_at(m))}
     return Inventory(tags, created)
 
 
