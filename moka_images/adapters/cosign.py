@@ -1,9 +1,10 @@
 """cosign 2.x: key pairs, signatures and in-toto attestations on image digests, parsed into values.
 
-Nothing here talks to Rekor or Fulcio: keys come from files or a KMS, signing never uploads to a transparency
-log (`--tlog-upload=false`) and verifying never asks one (`--insecure-ignore-tlog=true`), so the only
-connections are to the registry (and the KMS, when the key lives there). Registry logins come from the docker
-config (`registries.login_tools`); stored attestations are read with our own registry client.
+Nothing here talks to Rekor or Fulcio: keys come from files or a KMS and signing never uploads to a
+transparency log (`--tlog-upload=false`), so the only connections are to the registry (and the KMS, when the
+key lives there). Registry logins come from the docker config (`registries.login_tools`). The cosign CLI only
+signs and attests; what it stored (`.sig` and `.att` tags) is read with our own registry client and verified
+in-process (`adapters.signatures`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from moka_images.adapters import run
-from moka_images.adapters.registry import RegistryClient
+from moka_images.adapters.registry import Registry
 from moka_images.adapters.retry import Policy
 from moka_images.errors import CommandFailed, ServiceError
 from moka_images.models import Digest, ImageRef
@@ -28,9 +29,8 @@ from moka_images.models import Digest, ImageRef
 KMS_SCHEMES = ("awskms://", "gcpkms://", "azurekms://", "hashivault://", "k8s://")
 IN_TOTO_PAYLOAD = "application/vnd.in-toto+json"
 DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
-# What cosign says when there is nothing (valid) to find: an answer, not a failure of the command.
-_NOTHING_VALID = ("no signatures found", "no matching signatures", "no signatures associated",
-                  "found no attestations", "no matching attestations", "none of the attestations matched")
+SIMPLE_SIGNING_LAYER = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 _TIMEOUT = 300.0
 _RETRY = Policy(attempts=4, first=1.0)  # a transient registry failure: waits of 1, 2 and 4 s
 
@@ -63,7 +63,7 @@ class SignedPayload:
 
 @dataclass(frozen=True)
 class SignatureCheck:
-    """The signatures that verified with one public key, or cosign's reason why none did."""
+    """The signatures that verified with one public key, or why none did (in cosign's words)."""
 
     verified: tuple[SignedPayload, ...]
     problem: str | None = None
@@ -72,6 +72,14 @@ class SignatureCheck:
     def ok(self) -> bool:
         """At least one signature verified."""
         return bool(self.verified)
+
+
+@dataclass(frozen=True)
+class StoredSignature:
+    """One signature as cosign stores it in the `.sig` tag, NOT verified: the payload and its base64 signature."""
+
+    payload: bytes
+    signature: str
 
 
 @dataclass(frozen=True)
@@ -158,29 +166,6 @@ def parse_statement(payload: bytes) -> Statement:
         raise ServiceError(f"attestation payload is not an in-toto statement ({exc})") from exc
 
 
-def parse_signatures(text: str) -> list[SignedPayload]:
-    """The simple-signing payloads that `cosign verify` prints for the signatures that verified."""
-    out = []
-    for doc in _json_values(text):
-        for item in doc if isinstance(doc, list) else [doc]:
-            try:
-                critical = item["critical"]
-                out.append(SignedPayload(critical["identity"]["docker-reference"],
-                                         Digest(critical["image"]["docker-manifest-digest"]),
-                                         item.get("optional") or {}))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ServiceError(f"cosign verify printed an unexpected payload ({exc})") from exc
-    return out
-
-
-def _nothing_valid(stderr: str) -> str | None:
-    """cosign's own sentence when it found nothing valid, else None (a real failure)."""
-    for line in stderr.splitlines():
-        if line.startswith("Error:") and any(m in line for m in _NOTHING_VALID):
-            return line.removeprefix("Error:").strip()
-    return None
-
-
 # ---- commands ----------------------------------------------------------------------------------
 
 
@@ -200,11 +185,11 @@ def is_transient(output: str) -> bool:
                      output) is not None
 
 
-def _call(argv: list[str], opts: Options, *, check: bool = True) -> run.Completed:
+def _call(argv: list[str], opts: Options) -> run.Completed:
     """Run cosign; a failure on a throttled or failing registry is retried with backoff (cosign does not)."""
     done = _RETRY.call(lambda: run.call(argv, env=dict(opts.env), timeout=_TIMEOUT, check=False),
                        retry_result=lambda d: d.returncode != 0 and is_transient(d.stderr))
-    if check and done.returncode != 0:
+    if done.returncode != 0:
         raise CommandFailed(done.argv, done.returncode, "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:]),
                             "cosign reads registry logins from the docker config; keys come from moka.yaml")
     return done
@@ -232,18 +217,6 @@ def sign(ref: ImageRef, key: str, opts: Options) -> None:
           opts)
 
 
-def verify(ref: ImageRef, public: str, opts: Options) -> SignatureCheck:
-    """Signatures on `ref`'s digest that verify with `public`."""
-    done = _call(["cosign", "verify", "--key", public, "--insecure-ignore-tlog=true", *opts.registry_flags(),
-                  _pinned(ref)], opts, check=False)
-    if done.returncode == 0:
-        return SignatureCheck(tuple(parse_signatures(done.stdout)))
-    reason = _nothing_valid(done.stderr)
-    if reason is None:
-        raise CommandFailed(done.argv, done.returncode, done.stderr.strip()[-2000:])
-    return SignatureCheck((), reason)
-
-
 def attest(ref: ImageRef, key: str, predicate_type: str, predicate: Path, opts: Options, *,
            replace: bool = False) -> None:
     """Sign an in-toto statement of `predicate` about `ref`'s digest and append it to the `.att` tag.
@@ -256,31 +229,39 @@ def attest(ref: ImageRef, key: str, predicate_type: str, predicate: Path, opts: 
            _pinned(ref)], opts)
 
 
+def signature_tag(digest: Digest) -> str:
+    """The tag under which cosign keeps the signatures of `digest`."""
+    return f"sha256-{digest.hex}.sig"
+
+
 def attestation_tag(digest: Digest) -> str:
-    """The tag under which cosign keeps the attestations of `digest` (its signatures: `.sig`)."""
+    """The tag under which cosign keeps the attestations of `digest`."""
     return f"sha256-{digest.hex}.att"
 
 
-def stored_attestations(client: RegistryClient, ref: ImageRef) -> list[Envelope]:
+def _layers(client: Registry, repository: str, tag: str, media_type: str) -> list[tuple[dict[str, Any], bytes]]:
+    """The layers of `media_type` in the manifest at `tag` with their blobs, in order; none without the tag."""
+    if client.head_manifest(repository, tag) is None:
+        return []
+    layers = client.get_manifest(repository, tag).json.get("layers") or []
+    return [(layer, client.get_blob(repository, Digest(layer["digest"]))) for layer in layers
+            if layer.get("mediaType") == media_type]
+
+
+def stored_signatures(client: Registry, ref: ImageRef) -> list[StoredSignature]:
+    """Every signature stored for `ref`'s digest, oldest first, NOT verified.
+
+    A layer without the signature annotation is kept with an empty signature: found, and never verifying.
+    """
+    return [StoredSignature(blob, str((layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION, "")))
+            for layer, blob in _layers(client, ref.repository, signature_tag(_digest(ref)), SIMPLE_SIGNING_LAYER)]
+
+
+def stored_attestations(client: Registry, ref: ImageRef) -> list[Envelope]:
     """Every attestation stored for `ref`'s digest, oldest first, NOT verified.
 
     Read from the `.att` manifest (one DSSE layer per attestation, appended in order) rather than through
     `cosign download attestation`, which does not keep that order.
     """
-    tag = attestation_tag(_digest(ref))
-    if client.head_manifest(ref.repository, tag) is None:
-        return []
-    layers = client.get_manifest(ref.repository, tag).json.get("layers") or []
-    return [envelope for layer in layers if layer.get("mediaType") == DSSE_LAYER
-            for envelope in parse_envelopes(client.get_blob(ref.repository, Digest(layer["digest"])).decode())]
-
-
-def verify_attestations(ref: ImageRef, public: str, predicate_type: str, opts: Options) -> list[Envelope]:
-    """Attestations of `predicate_type` on `ref`'s digest whose signature verifies with `public`."""
-    done = _call(["cosign", "verify-attestation", "--key", public, "--type", predicate_type,
-                  "--insecure-ignore-tlog=true", *opts.registry_flags(), _pinned(ref)], opts, check=False)
-    if done.returncode == 0:
-        return parse_envelopes(done.stdout)
-    if _nothing_valid(done.stderr) is None:
-        raise CommandFailed(done.argv, done.returncode, done.stderr.strip()[-2000:])
-    return []
+    return [envelope for _, blob in _layers(client, ref.repository, attestation_tag(_digest(ref)), DSSE_LAYER)
+            for envelope in parse_envelopes(blob.decode())]

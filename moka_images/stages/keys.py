@@ -13,8 +13,10 @@ import os
 import secrets
 from pathlib import Path
 
+from securesystemslib.signer import SSlibKey
+
 from moka_images import log
-from moka_images.adapters import cosign, ecr
+from moka_images.adapters import cosign, ecr, signatures
 from moka_images.adapters.registry import is_local
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError, ServiceError
@@ -22,6 +24,7 @@ from moka_images.models import Environment
 from moka_images.stages import repositories
 
 _role_env: dict[tuple[str, str], dict[str, str]] = {}
+_verifiers: dict[tuple[str, ...], SSlibKey] = {}
 
 
 def password_file(key: str) -> Path:
@@ -120,6 +123,32 @@ def kms_env(settings: Settings, environment: Environment) -> dict[str, str]:
                 raise ServiceError(f"cannot use {environment}'s KMS key: {exc.message}", exc.hint) from exc
         env.update(_role_env[key])
     return env
+
+
+def verifier(settings: Settings, environment: Environment) -> SSlibKey:
+    """`environment`'s public key, to verify with in-process: read once per run per file or KMS key.
+
+    A KMS alias resolves in the caller's account, so one reference names a different key in each environment's
+    account: a KMS key is remembered per environment, a file per path.
+    """
+    ref = settings.env(environment).public_key
+    kms = cosign.is_kms(ref)
+    cache = (settings.profile, environment.value, ref) if kms else (str(Path(ref).resolve()),)
+    if cache not in _verifiers:
+        if kms:
+            pem = cosign.public_key(ref, options(settings, environment))
+        else:
+            try:
+                pem = Path(ref).read_text()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {environment}'s public key {ref}: {exc.strerror}",
+                                  "public_key in moka.yaml; `moka-images dev up` makes the local key pairs") from exc
+        try:
+            _verifiers[cache] = signatures.load_key(pem)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{environment}'s public key {ref} is unusable: {exc}",
+                              "cosign key pairs and KMS keys are ECDSA P-256 (ECC_NIST_P256)") from exc
+    return _verifiers[cache]
 
 
 def fingerprint(pem: str) -> str:

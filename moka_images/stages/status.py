@@ -16,12 +16,12 @@ from moka_images.config.settings import Settings
 from moka_images.models import Digest, Environment, ImageRef
 from moka_images.plan.promotion import Inventory
 from moka_images.plan.tags import TagKind, kind_of
-from moka_images.stages import registries
+from moka_images.stages import keys, registries
 from moka_images.stages.images import read_inventory
 from moka_images.stages.verify import signing
 from moka_images.stages.verify.attestations import Attestation, AttestationKind
 
-CHECKS_AT_ONCE = 4  # cosign processes; each cell needs a few
+CHECKS_AT_ONCE = 4  # cells at once; each reads its index, `.sig` and `.att` (verified in-process)
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,9 @@ def collect(settings: Settings, images: Sequence[str] = ()) -> list[Row]:
     """A row per declared image (or per name given), each environment checked with its own key."""
     declared = {i.name: i.version for i in load_declarations(settings.root).images}
     names = list(images) or list(declared)
-    for env in Environment:  # tokens and tool logins once, before the threads
-        registries.login_tools(settings, env)
+    for env in Environment:  # tokens and public keys (a KMS key: one cosign run) once, before the threads
+        registries.credentials(settings, env)
+        keys.verifier(settings, env)
     with ThreadPoolExecutor(max_workers=CHECKS_AT_ONCE) as pool:
         futures = {(name, env): pool.submit(_cell, settings, env, settings.repository(name))
                    for name in names for env in Environment}

@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+import cosign_reference
 import pytest
 from promote_support import Pushed, push_image, ready_in_test, snapshot, suite_settings
 
@@ -53,8 +54,8 @@ def _promote(name: str, *extra: str, timeout: float = 600) -> subprocess.Complet
 
 def _verify(settings: Settings, env: Environment, key_env: Environment, ref: ImageRef) -> bool:
     registries.login_tools(settings, env)
-    return cosign.verify(ref, settings.env(key_env).public_key,
-                         keys.options(settings, key_env, registry_env=env)).ok
+    return cosign_reference.verify(ref, settings.env(key_env).public_key,
+                                   keys.options(settings, key_env, registry_env=env)).ok
 
 
 def _same_content(settings: Settings, image: Pushed) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from moka_images import log
-from moka_images.adapters import cosign
+from moka_images.adapters import cosign, signatures
 from moka_images.config.settings import Settings
 from moka_images.errors import ServiceError
 from moka_images.models import PROMOTION_TYPE, SBOM_TYPE, SCAN_TYPE, SMOKE_TYPE, Digest, Environment, ImageRef
@@ -146,15 +146,14 @@ def _pinned(ref: ImageRef) -> Digest:
 
 def audit(settings: Settings, environment: Environment, digest_ref: ImageRef, kind: AttestationKind | str | None = None,
           *, trusted: Sequence[Environment] | None = None) -> Audit:
-    """Every attestation (of `kind`) on `digest_ref` in `environment`'s registry, checked with cosign.
+    """Every attestation (of `kind`) on `digest_ref` in `environment`'s registry, verified in-process.
 
-    One `cosign verify-attestation` per predicate type and trusted key, and only while some attestation of
-    that type is still unaccounted for.
+    Each trusted key checks, per predicate type, only the attestations no earlier key has vouched for, as
+    `cosign verify-attestation --key --type` would.
     """
     digest = _pinned(digest_ref)
     wanted = AttestationKind(kind) if kind is not None else None
     chain = list(trusted) if trusted is not None else trusted_keys(environment)
-    registries.login_tools(settings, environment)
     stored = cosign.stored_attestations(registries.client(settings, environment), digest_ref)
     pending: dict[str, list[cosign.Envelope]] = {}
     for envelope in stored:
@@ -166,11 +165,11 @@ def audit(settings: Settings, environment: Environment, digest_ref: ImageRef, ki
             pending.setdefault(type_uri, []).append(envelope)
     verified: dict[Environment, dict[str, list[cosign.Envelope]]] = {}
     for key_env in chain:
-        opts = keys.options(settings, key_env, registry_env=environment)
+        if not any(pending.values()):
+            break  # every attestation has its signer: the other keys need not even be read
+        key = keys.verifier(settings, key_env)
         for type_uri, left in pending.items():
-            if not left:
-                continue
-            good = cosign.verify_attestations(digest_ref, settings.env(key_env).public_key, type_uri, opts)
+            good = signatures.verified_attestations(key, left, digest, type_uri)
             verified.setdefault(key_env, {})[type_uri] = good
             pending[type_uri] = [e for e in left if e not in good]
     return sort_envelopes(stored, digest, wanted, verified, chain)
@@ -202,6 +201,7 @@ def attest(settings: Settings, environment: Environment, digest_ref: ImageRef, k
     if any(a.predicate == predicate for a in mine):
         log.info(f"{kind} attestation already on {digest_ref}, signed by {environment}'s key")
         return False
+    registries.login_tools(settings, environment)
     with tempfile.TemporaryDirectory(prefix="moka-attest-") as tmp:
         path = Path(tmp) / "predicate.json"
         path.write_text(json.dumps(predicate, sort_keys=True))

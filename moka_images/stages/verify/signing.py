@@ -2,7 +2,8 @@
 
 Each environment signs with its own key (a file locally, a KMS key in production). Signing is idempotent:
 a digest that already carries a valid signature by the environment's key is left alone. Only cosign's
-`sha256-<hex>.sig` / `.att` tags are ever written, never an image tag.
+`sha256-<hex>.sig` / `.att` tags are ever written, never an image tag. The cosign CLI signs; what it stored
+is read through the registry client and verified in-process (`adapters.signatures`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from moka_images import log
-from moka_images.adapters import cosign
+from moka_images.adapters import cosign, signatures
 from moka_images.config.settings import Settings
 from moka_images.errors import ServiceError
-from moka_images.models import Environment, ImageRef
+from moka_images.models import Digest, Environment, ImageRef
 from moka_images.stages import keys, registries
 from moka_images.stages.verify.attestations import Audit, audit
 
@@ -44,17 +45,17 @@ class Verification:
         }
 
 
-def _pinned(ref: ImageRef) -> ImageRef:
+def _pinned(ref: ImageRef) -> Digest:
     if ref.digest is None:
         raise ValueError(f"{ref} is not pinned to a digest; resolve it first")
-    return ref
+    return ref.digest
 
 
 def verify_signature(settings: Settings, environment: Environment, digest_ref: ImageRef) -> cosign.SignatureCheck:
     """Signatures on `digest_ref` (in `environment`'s registry) that verify with `environment`'s public key."""
-    registries.login_tools(settings, environment)
-    return cosign.verify(_pinned(digest_ref), settings.env(environment).public_key,
-                         keys.options(settings, environment))
+    digest = _pinned(digest_ref)
+    stored = cosign.stored_signatures(registries.client(settings, environment), digest_ref)
+    return signatures.check_signatures(keys.verifier(settings, environment), stored, digest)
 
 
 def sign(settings: Settings, environment: Environment, digest_ref: ImageRef) -> bool:
@@ -62,6 +63,7 @@ def sign(settings: Settings, environment: Environment, digest_ref: ImageRef) -> 
     if verify_signature(settings, environment, digest_ref).ok:
         log.info(f"{digest_ref} is already signed with {environment}'s key")
         return False
+    registries.login_tools(settings, environment)
     cosign.sign(digest_ref, settings.env(environment).signing_key, keys.options(settings, environment, signing=True))
     check = verify_signature(settings, environment, digest_ref)
     if not check.ok:

@@ -1,4 +1,5 @@
-"""Parsing what the real cosign 2.5 printed (captured from the local registry into data/)."""
+"""Parsing what the real cosign 2.5 printed (captured from the local registry into data/): the product's parsing
+of stored attestations, and the reference verifier's (tests/cosign_reference.py) parsing of `cosign verify`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import base64
 import json
 from pathlib import Path
 
+import cosign_reference
 import pytest
 
 from moka_images.adapters import cosign
@@ -36,7 +38,7 @@ def test_verified_envelope_equals_the_stored_one() -> None:
 
 
 def test_verify_output_gives_the_signed_digest() -> None:
-    [payload] = cosign.parse_signatures((DATA / "verify.json").read_text())
+    [payload] = cosign_reference.parse_signatures((DATA / "verify.json").read_text())
     assert payload.manifest_digest == DIGEST
     assert payload.docker_reference == "127.0.0.1:15001/moka/itest-sign"
     assert payload.annotations == {}
@@ -49,13 +51,13 @@ def test_verify_output_gives_the_signed_digest() -> None:
     ("verify-attestation-wrong-key.stderr", "none of the attestations matched"),
 ])
 def test_nothing_valid_is_an_answer_not_a_failure(name: str, expected: str) -> None:
-    reason = cosign._nothing_valid((DATA / name).read_text())
+    reason = cosign_reference.nothing_valid((DATA / name).read_text())
     assert reason is not None and reason.startswith(expected)
 
 
 def test_other_errors_are_failures() -> None:
     stderr = "Error: GET http://127.0.0.1:15001/v2/: UNAUTHORIZED: authentication required\n"
-    assert cosign._nothing_valid(stderr) is None
+    assert cosign_reference.nothing_valid(stderr) is None
 
 
 def test_a_payload_that_is_not_in_toto_is_refused() -> None:
