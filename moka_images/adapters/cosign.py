@@ -15,7 +15,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ IN_TOTO_PAYLOAD = "application/vnd.in-toto+json"
 DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
 SIMPLE_SIGNING_LAYER = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+PREDICATE_TYPE_ANNOTATION = "predicateType"  # what cosign attest writes on each .att layer
 _TIMEOUT = 300.0
 _RETRY = Policy(attempts=4, first=1.0)  # a transient registry failure: waits of 1, 2 and 4 s
 
@@ -239,13 +240,16 @@ def attestation_tag(digest: Digest) -> str:
     return f"sha256-{digest.hex}.att"
 
 
-def _layers(client: Registry, repository: str, tag: str, media_type: str) -> list[tuple[dict[str, Any], bytes]]:
-    """The layers of `media_type` in the manifest at `tag` with their blobs, in order; none without the tag."""
-    if client.head_manifest(repository, tag) is None:
+def _layers(client: Registry, repository: str, tag: str, media_type: str,
+            keep: Callable[[dict[str, Any]], bool] = lambda layer: True) -> list[tuple[dict[str, Any], bytes]]:
+    """The layers of `media_type` in the manifest at `tag` that `keep` accepts, with their blobs, in order; none
+    without the tag. The manifest is then read by its digest, so a client that has read it once does not again."""
+    digest = client.head_manifest(repository, tag)
+    if digest is None:
         return []
-    layers = client.get_manifest(repository, tag).json.get("layers") or []
+    layers = client.get_manifest(repository, str(digest)).json.get("layers") or []
     return [(layer, client.get_blob(repository, Digest(layer["digest"]))) for layer in layers
-            if layer.get("mediaType") == media_type]
+            if layer.get("mediaType") == media_type and keep(layer)]
 
 
 def stored_signatures(client: Registry, ref: ImageRef) -> list[StoredSignature]:
@@ -257,11 +261,17 @@ def stored_signatures(client: Registry, ref: ImageRef) -> list[StoredSignature]:
             for layer, blob in _layers(client, ref.repository, signature_tag(_digest(ref)), SIMPLE_SIGNING_LAYER)]
 
 
-def stored_attestations(client: Registry, ref: ImageRef) -> list[Envelope]:
-    """Every attestation stored for `ref`'s digest, oldest first, NOT verified.
+def stored_attestations(client: Registry, ref: ImageRef, predicate_types: Collection[str] | None = None
+                        ) -> list[Envelope]:
+    """Every attestation stored for `ref`'s digest (of `predicate_types`), oldest first, NOT verified.
 
     Read from the `.att` manifest (one DSSE layer per attestation, appended in order) rather than through
-    `cosign download attestation`, which does not keep that order.
+    `cosign download attestation`, which does not keep that order. A layer that cosign annotated with another
+    predicate type is not even fetched (an SBOM is megabytes); the statement inside still decides.
     """
-    return [envelope for _, blob in _layers(client, ref.repository, attestation_tag(_digest(ref)), DSSE_LAYER)
+    def wanted(layer: dict[str, Any]) -> bool:
+        said = (layer.get("annotations") or {}).get(PREDICATE_TYPE_ANNOTATION)
+        return predicate_types is None or not said or said in predicate_types
+
+    return [envelope for _, blob in _layers(client, ref.repository, attestation_tag(_digest(ref)), DSSE_LAYER, wanted)
             for envelope in parse_envelopes(blob.decode())]

@@ -154,7 +154,8 @@ def audit(settings: Settings, environment: Environment, digest_ref: ImageRef, ki
     digest = _pinned(digest_ref)
     wanted = AttestationKind(kind) if kind is not None else None
     chain = list(trusted) if trusted is not None else trusted_keys(environment)
-    stored = cosign.stored_attestations(registries.client(settings, environment), digest_ref)
+    stored = cosign.stored_attestations(registries.client(settings, environment), digest_ref,
+                                        None if wanted is None else {predicate_type(wanted)})
     pending: dict[str, list[cosign.Envelope]] = {}
     for envelope in stored:
         try:

@@ -269,6 +269,24 @@ def test_audit_sorts_stored_attestations_by_trusted_key(world: tuple[Settings, F
     assert attestations.audit(settings, Environment.TEST, ref, "smoke", trusted=[Environment.DEV]).rejected == ()
 
 
+def test_an_audit_of_one_kind_fetches_only_layers_cosign_annotated_with_its_type(
+        world: tuple[Settings, FakeRegistry], monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, registry = world
+    ref = ImageRef("127.0.0.1:15001", REPO, digest=A)
+    scan, smoke = envelope(OURS, statement(A, SCAN_TYPE, {"n": 1})), envelope(OURS, statement(A, SMOKE_TYPE))
+    unannotated = envelope(OURS, statement(A, SMOKE_TYPE, {"n": 2}))
+    layers = [dsse_layer(scan), dsse_layer(smoke), dsse_layer(unannotated)]
+    layers[0][2][cosign.PREDICATE_TYPE_ANNOTATION] = SCAN_TYPE
+    layers[1][2][cosign.PREDICATE_TYPE_ANNOTATION] = SMOKE_TYPE
+    put_artifact(registry, cosign.attestation_tag(A), layers)
+    fetched: list[Digest] = []
+    read = registry.get_blob
+    monkeypatch.setattr(registry, "get_blob", lambda repo, digest: fetched.append(digest) or read(repo, digest))
+    found = attestations.audit(settings, Environment.TEST, ref, "smoke")
+    assert [a.predicate for a in found.valid] == [{"passed": True}, {"n": 2}]
+    assert digest_of(layers[0][1]) not in fetched and len(fetched) == 2  # the unannotated one is read to know
+
+
 def test_a_file_key_is_read_once_and_a_kms_key_fetched_once_per_environment(
         world: tuple[Settings, FakeRegistry], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings, _ = world
