@@ -138,7 +138,7 @@ def ready_in_test(settings: Settings, image: Pushed, *, sign: bool = True, smoke
     if sign and key_env is Environment.TEST:
         signing.sign(settings, Environment.TEST, ref)
     elif sign:
-        cosign.sign(ref, settings.env(key_env).signing_key,
+        cosign.sign_all([ref], settings.env(key_env).signing_key,
                     keys.options(settings, key_env, registry_env=Environment.TEST, signing=True))
     if smoke:
         attestations.attest(settings, Environment.TEST, ref, AttestationKind.SMOKE, smoke_predicate(image))

@@ -99,11 +99,11 @@ def test_copy_keeps_the_targets_own_signature_and_adds_the_sources(psettings: Se
     ready_in_test(psettings, image, smoke=False)
     copy_image(test, repo, dev, repo, image.digest)
     dev_ref = ImageRef(psettings.env(DEV).registry, repo, digest=image.digest)
-    cosign.sign(dev_ref, psettings.env(DEV).signing_key, keys.options(psettings, DEV, signing=True))
+    cosign.sign_all([dev_ref], psettings.env(DEV).signing_key, keys.options(psettings, DEV, signing=True))
     # A second signature appears in test (cosign skips one by a key that already signed, so another key's):
     # the copy must merge it into dev's .sig, not overwrite dev's own signature.
     src_ref = ImageRef(psettings.env(TEST).registry, repo, digest=image.digest)
-    cosign.sign(src_ref, psettings.env(STAGING).signing_key,
+    cosign.sign_all([src_ref], psettings.env(STAGING).signing_key,
                 keys.options(psettings, STAGING, registry_env=TEST, signing=True))
 
     stats = copy_image(test, repo, dev, repo, image.digest)
