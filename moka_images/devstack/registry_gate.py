@@ -27,11 +27,13 @@ import os
 import random
 import re
 import select
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit
 
 from moka_images import log
@@ -169,6 +171,9 @@ class GateServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 600
+    # Headers and body go out as two writes; with Nagle's algorithm the body then waits for the client's delayed
+    # ACK of the headers (40 ms on Linux): every small GET took 50 ms through the gate and 9 ms without it.
+    disable_nagle_algorithm = True
     server: GateServer
     _conn: http.client.HTTPConnection | None = None
     _answered = False  # whether a status line went out for the current request
@@ -291,6 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
             conn.close()  # readable while idle: the backend hung up
         if conn is None:
             conn = self._conn = http.client.HTTPConnection(*self.server.backend, timeout=BACKEND_TIMEOUT)
+        if conn.sock is None:  # the same two writes towards the registry: no Nagle there either
+            conn.connect()
+            cast(socket.socket, conn.sock).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
     def _forward(self, body: Iterator[bytes], length: int | None = None) -> None:
