@@ -17,13 +17,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from promote_support import Pushed, push_image, ready_in_test, snapshot, suite_settings
+from promote_support import Pushed, push_image, ready_in_test, snapshot, suite_settings, tar_layer
 
 from moka_images.adapters import cosign
+from moka_images.adapters.blob_cache import BlobLocations
 from moka_images.adapters.copy import copy_image, walk
+from moka_images.adapters.registry import RegistryClient, digest_of
 from moka_images.config.settings import Settings
-from moka_images.models import Environment, ImageRef
+from moka_images.models import ALL_PLATFORMS, Digest, Environment, ImageRef
 from moka_images.stages import history, keys, registries
+from moka_images.stages.images import BASE_NAME, base_repository
 
 pytestmark = pytest.mark.integration
 
@@ -121,6 +124,46 @@ def test_copy_within_one_registry_mounts_instead_of_uploading(psettings: Setting
     stats = copy_image(test, src, test, dst, image.digest)
     assert stats.blobs_mounted == len(image.blobs) and stats.bytes_copied == 0
     assert test.get_manifest(dst, str(image.digest)).raw == test.get_manifest(src, str(image.digest)).raw
+
+
+def test_a_team_image_copied_after_its_base_mounts_the_bases_layers_in_the_target(psettings: Settings,
+                                                                                   tmp_path: Path) -> None:
+    """The base sits in repository A of dev; the team image built on its layers goes from test into repository B
+    of dev: the base's layers are mounted from A (through the registry gate, which passes the mount's 201 on),
+    only the team's own blobs travel, and the image reads back byte for byte. A third copy, told nothing but the
+    blob-location cache, moves no bytes at all."""
+    test, dev = registries.client(psettings, TEST), registries.client(psettings, DEV)
+    base_repo, team_repo = psettings.repository(f"mount-base-{RUN}"), psettings.repository(f"mount-team-{RUN}")
+    below = {p: [tar_layer({f"opt/spark/jars/{i}.jar": os.urandom(2 * 1024 * 1024)}) for i in range(3)]
+             for p in ALL_PLATFORMS}
+    base = push_image(dev, base_repo, "1.0.0", seed=f"mount-base-{RUN}", below=below)
+    team = push_image(test, team_repo, "2.0.0", seed=f"mount-team-{RUN}", below=below, big_layers=1,
+                      labels={BASE_NAME: f"mount-base-{RUN}"})
+    shared = {digest_of(x) for layers in below.values() for x in layers}
+    assert shared <= set(base.blobs) and shared <= set(team.blobs)
+    own = {d: s for m in walk(test, team_repo, team.digest) if not m.is_index
+           for d, s in ((Digest(x["digest"]), int(x["size"])) for x in [m.json["config"], *m.json["layers"]])
+           if d not in shared}
+    assert base_repository(psettings, test, team_repo, team.digest) == base_repo  # what `land` passes
+
+    with BlobLocations(tmp_path / "blob-locations.sqlite") as cache:
+        stats = copy_image(test, team_repo, dev, team_repo, team.digest, mount_from=[base_repo], cache=cache)
+
+        assert stats.blobs_mounted == len(shared) and stats.blobs_copied == len(own)
+        assert stats.bytes_copied == sum(own.values()) and stats.bytes_mounted >= 6 * 2 * 1024 * 1024
+        _same_content_in(test, dev, team_repo, team)
+
+        elsewhere = psettings.repository(f"mount-again-{RUN}")
+        again = copy_image(test, team_repo, dev, elsewhere, team.digest, cache=cache)
+        assert (again.blobs_copied, again.bytes_copied, again.blobs_mounted) == (0, 0, len(team.blobs))
+        _same_content_in(test, dev, elsewhere, team)
+
+
+def _same_content_in(src: RegistryClient, dst: RegistryClient, repo: str, image: Pushed) -> None:
+    """The image reads back from `repo` in the target byte for byte, by digest, with every blob."""
+    for manifest in walk(src, image.repository, image.digest):
+        assert dst.get_manifest(repo, str(manifest.digest)).raw == manifest.raw
+    assert all(dst.blob_exists(repo, b) for b in image.blobs)
 
 
 def _dev_tags(settings: Settings, repo: str) -> dict[str, str]:
