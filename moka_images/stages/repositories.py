@@ -76,7 +76,8 @@ def ensure_repository(settings: Settings, env: Environment, repository: str,
         changes.append("scan on push")
     if state.encryption != "KMS" or (settings.ecr.kms_key and state.kms_key != settings.ecr.kms_key):
         log.warn(f"{repository} in {env} is encrypted with {state.encryption} {state.kms_key or ''}, not the "
-                 f"configured KMS key: ECR cannot change a repository's encryption; recreate it to fix")
+                 f"configured KMS key: ECR cannot change a repository's encryption, and mounts blobs only between "
+                 f"repositories encrypted alike (so copies into it upload every blob); recreate it to fix")
     if state.lifecycle is None or lifecycle.policy_text(state.lifecycle) != spec.lifecycle_text:
         ecr.set_lifecycle_policy(access, account, repository, spec.lifecycle_text)
         changes.append("lifecycle policy")

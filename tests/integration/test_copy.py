@@ -245,3 +245,19 @@ def test_history_lines_are_whole_json(psettings: Settings, tmp_path: Path) -> No
         assert p.wait(timeout=120) == 0
     records = history.read(local)
     assert len(records) == 600 and len(history.history_file(local).read_text().splitlines()) == 600
+
+
+def test_the_blob_location_cache_takes_writers_in_several_processes_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "blob-locations.sqlite"
+    writer = ("import sys; from pathlib import Path; from moka_images.adapters.blob_cache import BlobLocations; "
+              "from moka_images.adapters.registry import digest_of; c = BlobLocations(Path(sys.argv[1])); "
+              "[c.seen('127.0.0.1:15002', f'repo-{sys.argv[2]}', [digest_of(str(i).encode())]) or "
+              "c.where('127.0.0.1:15002', digest_of(str(i).encode())) for i in range(150)]")
+    procs = [subprocess.Popen([sys.executable, "-c", writer, str(path), str(w)], stderr=subprocess.PIPE, text=True)
+             for w in range(4)]
+    for p in procs:
+        err = p.communicate(timeout=120)[1]
+        assert p.returncode == 0 and "going on without it" not in err, err
+    with BlobLocations(path) as cache:
+        assert all(sorted(cache.where("127.0.0.1:15002", digest_of(str(i).encode()))) == [f"repo-{w}" for w in range(4)]
+                   for i in range(150))
