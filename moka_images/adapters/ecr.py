@@ -250,8 +250,9 @@ def _setting_call(access: AwsAccess, operation: str, **kw: Any) -> dict[str, Any
         name = ecr.meta.method_to_api_mapping.get(operation, operation)
         if _code(exc) in _UNSUPPORTED_CODES or (access.endpoint and status in (500, 501)):
             raise Unsupported(f"the ECR endpoint does not implement {name}: {exc}") from exc
+        denied = "AccessDenied" in _code(exc)
         raise ServiceError(f"ECR: {name} failed: {exc}", "the role needs ecr:GetAccountSetting and "
-                                                         "ecr:PutAccountSetting") from exc
+                                                         "ecr:PutAccountSetting" if denied else None) from exc
     except BotoCoreError as exc:
         raise ServiceError(f"ECR: cannot {operation}: {exc}", "is the endpoint up? (`moka-images dev up`)") from exc
 

@@ -129,12 +129,13 @@ def base_repository(settings: Settings, client: Registry, repository: str, diges
     `org.opencontainers.image.base.name` label the build puts in every platform's config; None for a base from
     elsewhere (`<registry host>/<path>`, as a base image's OS base) or an image without the label."""
     manifest = client.get_manifest(repository, str(digest))
-    children = list(manifest.platforms().values()) if manifest.is_index else [digest]
-    if not children:
-        return None
-    child = client.get_manifest(repository, str(children[0])) if manifest.is_index else manifest
+    if manifest.is_index:  # every platform carries the same label: the first one's says it
+        children = list(manifest.platforms().values())
+        if not children:
+            return None
+        manifest = client.get_manifest(repository, str(children[0]))
     try:
-        config = json.loads(client.get_blob(repository, Digest(child.json["config"]["digest"])))
+        config = json.loads(client.get_blob(repository, Digest(manifest.json["config"]["digest"])))
         name = ((config.get("config") or {}).get("Labels") or {}).get(BASE_NAME)
     except (ValueError, KeyError, TypeError, AttributeError):  # not an image config we wrote: no hint
         return None

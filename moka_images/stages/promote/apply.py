@@ -100,7 +100,7 @@ def land(settings: Settings, prepared: Prepared, inventory: Inventory, *, by: st
     if decision.outcome is Outcome.COPY:
         src = registries.client(settings, edge.src_env)
         # Blobs the target holds under the base's repository (a team image promoted after its base) are mounted
-        # there; earlier versions of this image are in its own repository, where the copy finds them anyway.
+        # from there; earlier versions of this image are in its own repository, where the copy finds them anyway.
         base = base_repository(settings, src, source.repository, edge.digest)
         repositories.ensure_blob_mounting(settings, target)
         with log.step(f"copy {source.name}@{edge.digest.short} {edge.src_env} -> {target}"), \
