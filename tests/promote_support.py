@@ -14,6 +14,7 @@ import json
 import os
 import tarfile
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -86,8 +87,10 @@ def vulnerable_jar() -> bytes:
 
 def push_image(client: RegistryClient, repository: str, version: str, *, seed: str, big_layers: int = 0,
                layer_mb: int = 1, extra: dict[str, bytes] | None = None, created: str | None = None,
-               platforms: tuple[Platform, ...] = ALL_PLATFORMS, tags: tuple[str, ...] | None = None) -> Pushed:
-    """Push a multi-platform image and tag it like a build in test (build tag, then rolling tags)."""
+               platforms: tuple[Platform, ...] = ALL_PLATFORMS, tags: tuple[str, ...] | None = None,
+               below: Mapping[Platform, Sequence[bytes]] | None = None, labels: dict[str, str] | None = None) -> Pushed:
+    """Push a multi-platform image and tag it like a build in test (build tag, then rolling tags); each platform's
+    layers sit on `below[platform]` (a base's layers, pushed too) and its config carries `labels` as well."""
     created = created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     own = hashlib.sha256(f"own-{seed}".encode()).hexdigest()
     build = BuildTag.make(version, own, Digest("sha256:" + hashlib.sha256(f"base-{seed}".encode()).hexdigest()))
@@ -97,12 +100,12 @@ def push_image(client: RegistryClient, repository: str, version: str, *, seed: s
                  "etc/debian_version": b"12.10\n",
                  "var/lib/dpkg/status": CLEAN_DPKG.format(arch=platform.arch).encode(),
                  "etc/moka-itest": f"{seed} {platform}\n".encode(), **(extra or {})}
-        layers = [tar_layer(files)] + [tar_layer({f"data/{i}.bin": os.urandom(layer_mb * 1024 * 1024)})
-                                       for i in range(big_layers)]
+        layers = [*(below or {}).get(platform, ()), tar_layer(files)] + [
+            tar_layer({f"data/{i}.bin": os.urandom(layer_mb * 1024 * 1024)}) for i in range(big_layers)]
         for layer in layers:
             blobs.append(client.push_blob(repository, layer))
         config = json.dumps({"architecture": platform.arch, "os": platform.os, "created": created,
-                             "config": {"Labels": {"dev.moka-images.build-tag": str(build)}},
+                             "config": {"Labels": {"dev.moka-images.build-tag": str(build), **(labels or {})}},
                              "rootfs": {"type": "layers", "diff_ids": [str(digest_of(x)) for x in layers]},
                              "history": [{"created": created} for _ in layers]}).encode()
         blobs.append(client.push_blob(repository, config))

@@ -3,6 +3,10 @@
 Everything lands by digest and only once what it refers to is there, so a copy killed at any point is
 finished by running it again, and no tag is touched here: `set_tags` moves tags afterwards, each only if it
 still points where the plan saw it (compare-and-set, as far as the distribution API allows).
+
+A blob the target repository lacks is mounted, when it can be, from another repository of the target registry
+that holds it (no bytes move): the source repository when both are one registry, then the repositories the
+blob-location cache saw holding it, then the caller's hints (the base image's repository); else it is uploaded.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, BinaryIO, cast
 import requests
 import urllib3
 
+from moka_images.adapters.blob_cache import BlobLocations
 from moka_images.adapters.registry import Manifest, Registry, digest_of
 from moka_images.adapters.retry import Policy
 from moka_images.errors import MokaError, ServiceError
@@ -27,16 +32,20 @@ BLOB_ATTEMPTS = 4
 _BLOB_RETRY = Policy(BLOB_ATTEMPTS, first=0.5, cap=8.0)
 _TRANSIENT = (ServiceError, requests.RequestException, urllib3.exceptions.HTTPError)
 _EMPTY_CREATED = "0001-01-01T00:00:00Z"  # what cosign writes in its signature images' configs
+CACHED_MOUNT_TRIES = 3  # cache entries tried per blob: each failed mount costs a round trip (two on distribution)
+_BYTES = {"blobs_copied": "bytes_copied", "blobs_mounted": "bytes_mounted"}
 
 
 @dataclass
 class CopyStats:
-    """What a copy did: blobs copied, mounted or already there, bytes moved, manifests written, attachments."""
+    """What a copy did: blobs copied, mounted or already there, bytes moved (and not moved, as mounted),
+    manifests written, attachments."""
 
     blobs_copied: int = 0
     blobs_mounted: int = 0
     blobs_present: int = 0
     bytes_copied: int = 0
+    bytes_mounted: int = 0
     manifests_written: int = 0
     manifests_present: int = 0
     attachments: list[str] = field(default_factory=list)
@@ -47,8 +56,8 @@ class CopyStats:
         """Thread-safe counter update."""
         with self._lock:
             setattr(self, what, getattr(self, what) + 1)
-            if what == "blobs_copied":
-                self.bytes_copied += size
+            if what in _BYTES:
+                setattr(self, _BYTES[what], getattr(self, _BYTES[what]) + size)
 
     @property
     def changed(self) -> bool:
@@ -105,17 +114,53 @@ def blobs_of(manifests: Iterable[Manifest]) -> list[Blob]:
     return list(found.values())
 
 
+@dataclass(frozen=True)
+class Mounts:
+    """Where a blob missing in the target repository may be mounted from, besides the source repository of a
+    copy within one registry: the cache's repositories for it (most recent first), then `hints`."""
+
+    hints: tuple[str, ...] = ()
+    cache: BlobLocations | None = None
+
+    def candidates(self, src: Registry, src_repo: str, dst: Registry, dst_repo: str,
+                   digest: Digest) -> list[tuple[str, bool]]:
+        """(repository, from the cache) in the order to try, each once, never the target repository itself."""
+        same = [(src_repo, False)] if src.registry == dst.registry else []
+        cached = [(r, True) for r in self.cache.where(dst.registry, digest, CACHED_MOUNT_TRIES)] if self.cache else []
+        found: dict[str, bool] = {}
+        for repo, from_cache in [*same, *cached, *((h, False) for h in self.hints)]:
+            if repo != dst_repo:
+                found.setdefault(repo, from_cache)
+        return list(found.items())
+
+
+def _mount(dst: Registry, dst_repo: str, blob: Blob, candidates: Sequence[tuple[str, bool]],
+           cache: BlobLocations | None) -> bool:
+    """Try each candidate until one mounts; a refusal (or any failure: an upload follows) moves to the next."""
+    for repo, from_cache in candidates:
+        try:
+            if dst.mount_blob(dst_repo, blob.digest, repo):
+                return True
+        except ServiceError:
+            pass  # e.g. ECR refusing a mount across encryption settings: upload instead
+        if from_cache and cache is not None:
+            cache.forget(dst.registry, repo, blob.digest)
+    return False
+
+
 def copy_blob(src: Registry, src_repo: str, dst: Registry, dst_repo: str, blob: Blob,
-              stats: CopyStats) -> None:
-    """One blob, unless it is there: mounted when both repositories live in one registry, else streamed.
+              stats: CopyStats, mounts: Mounts | None = None) -> None:
+    """One blob, unless it is there: mounted from a repository of the target registry that holds it, else
+    streamed from the source.
 
     A streamed upload cannot be replayed piecemeal, so a failed one is retried whole, with backoff.
     """
     if dst.blob_exists(dst_repo, blob.digest):
         stats.count("blobs_present")
         return
-    if src.registry == dst.registry and src_repo != dst_repo and dst.mount_blob(dst_repo, blob.digest, src_repo):
-        stats.count("blobs_mounted")
+    mounts = mounts or Mounts()
+    if _mount(dst, dst_repo, blob, mounts.candidates(src, src_repo, dst, dst_repo, blob.digest), mounts.cache):
+        stats.count("blobs_mounted", blob.size)
         return
 
     def stream() -> None:
@@ -132,17 +177,21 @@ def copy_blob(src: Registry, src_repo: str, dst: Registry, dst_repo: str, blob: 
 
 
 def _copy_blobs(src: Registry, src_repo: str, dst: Registry, dst_repo: str, blobs: Sequence[Blob],
-                stats: CopyStats, workers: int) -> None:
+                stats: CopyStats, workers: int, mounts: Mounts) -> None:
+    if mounts.cache is not None:  # the source's manifest names them: its repository holds them
+        mounts.cache.seen(src.registry, src_repo, [b.digest for b in blobs])
     # Largest first, so the long uploads start early and the pool drains evenly.
     ordered = sorted(blobs, key=lambda b: -b.size)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="moka-copy") as pool:
-        futures = [pool.submit(copy_blob, src, src_repo, dst, dst_repo, b, stats) for b in ordered]
+        futures = [pool.submit(copy_blob, src, src_repo, dst, dst_repo, b, stats, mounts) for b in ordered]
         errors = [f.exception() for f in futures if f.exception() is not None]
     if errors:
         first = errors[0]
         if isinstance(first, MokaError):
             raise first
         raise ServiceError(f"copying blobs to {dst.registry}/{dst_repo} failed: {first}") from first
+    if mounts.cache is not None:  # present, mounted or uploaded: the target repository holds every one now
+        mounts.cache.seen(dst.registry, dst_repo, [b.digest for b in blobs])
 
 
 def _put_manifests(dst: Registry, dst_repo: str, manifests: Sequence[Manifest], stats: CopyStats) -> None:
@@ -176,12 +225,12 @@ def merge_attachment(ours: Manifest, theirs: Manifest, config: dict[str, Any]) -
 
 
 def _copy_attachment(src: Registry, src_repo: str, dst: Registry, dst_repo: str, tag: str,
-                     stats: CopyStats, workers: int) -> None:
+                     stats: CopyStats, workers: int, mounts: Mounts) -> None:
     """Copy one cosign tag; if the target has its own version (another environment's signature), merge."""
     theirs = src.get_manifest(src_repo, tag)
     if theirs.is_index:
         raise ServiceError(f"{src.registry}/{src_repo}:{tag} is an index; cosign attachments are single manifests")
-    _copy_blobs(src, src_repo, dst, dst_repo, blobs_of([theirs]), stats, workers)
+    _copy_blobs(src, src_repo, dst, dst_repo, blobs_of([theirs]), stats, workers, mounts)
     current = dst.head_manifest(dst_repo, tag)
     if current == theirs.digest:
         return
@@ -199,22 +248,26 @@ def _copy_attachment(src: Registry, src_repo: str, dst: Registry, dst_repo: str,
 
 
 def copy_image(src: Registry, src_repo: str, dst: Registry, dst_repo: str, digest: Digest, *,
-               workers: int = 4, attachments: bool = True) -> CopyStats:
+               workers: int = 4, attachments: bool = True, mount_from: Sequence[str] = (),
+               cache: BlobLocations | None = None) -> CopyStats:
     """Copy the image at `digest`, byte for byte, and (with `attachments`) its cosign signatures and attestations.
 
     Order: every blob (in parallel, `workers` at a time), the platform manifests by digest, the index by digest,
     then the `sha256-<hex>.*` tags of the index and of each manifest under it. No other tag is written.
+    A blob is mounted where it can be: see the module's note; `mount_from` are repositories of the target
+    registry likely to hold some (tried after the cache's), and `cache` learns where every blob was seen.
     """
     start = time.monotonic()
     stats = CopyStats()
+    mounts = Mounts(tuple(mount_from), cache)
     manifests = walk(src, src_repo, digest)
     if manifests[-1].digest != digest:
         raise ServiceError(f"{src.registry}/{src_repo}@{digest} did not read back as itself")
-    _copy_blobs(src, src_repo, dst, dst_repo, blobs_of(manifests), stats, workers)
+    _copy_blobs(src, src_repo, dst, dst_repo, blobs_of(manifests), stats, workers, mounts)
     _put_manifests(dst, dst_repo, manifests, stats)
     if attachments:
         for tag in attachment_tags(src.list_tags(src_repo), [m.digest for m in manifests]):
-            _copy_attachment(src, src_repo, dst, dst_repo, tag, stats, workers)
+            _copy_attachment(src, src_repo, dst, dst_repo, tag, stats, workers, mounts)
     stats.seconds = round(time.monotonic() - start, 3)
     return stats
 

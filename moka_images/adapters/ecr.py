@@ -60,8 +60,8 @@ def _session_kwargs(access: AwsAccess) -> dict[str, Any]:
     return {}
 
 
-def _common(access: AwsAccess) -> dict[str, Any]:
-    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+def _common(access: AwsAccess, attempts: int = 5) -> dict[str, Any]:
+    config = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=10, read_timeout=60)
     common: dict[str, Any] = {"region_name": access.region, "config": config}
     if access.endpoint:
         common["endpoint_url"] = access.endpoint
@@ -91,17 +91,17 @@ def _assumed(access: AwsAccess, role_arn: str, session_name: str) -> tuple[dict[
              "AWS_SESSION_TOKEN": creds["SessionToken"]}, expires if isinstance(expires, datetime) else None)
 
 
-_clients: dict[tuple[AwsAccess, str], tuple[Any, datetime | None]] = {}
+_clients: dict[tuple[AwsAccess, str, int], tuple[Any, datetime | None]] = {}
 _clients_lock = threading.Lock()
 
 
-def client(access: AwsAccess, service: str) -> Any:
-    """The run's boto3 client for `service`, acting through `access.role_arn` when there is one.
+def client(access: AwsAccess, service: str, *, attempts: int = 5) -> Any:
+    """The run's boto3 client for `service`, acting through `access.role_arn` when there is one; `attempts` per call.
 
     Made once per process (a client takes longer to make than most calls take; boto3 clients are thread-safe)
     and again when the role's temporary credentials are about to expire.
     """
-    key = (access, service)
+    key = (access, service, attempts)
     with _clients_lock:
         kept = _clients.get(key)
         if kept is not None and (kept[1] is None or kept[1] - datetime.now(UTC) > REFRESH_MARGIN):
@@ -114,7 +114,7 @@ def client(access: AwsAccess, service: str) -> Any:
                                             aws_session_token=creds["AWS_SESSION_TOKEN"])
         else:
             session = boto3.session.Session(**_session_kwargs(access))
-        made = session.client(service, **_common(access))
+        made = session.client(service, **_common(access, attempts))
         _clients[key] = (made, expires)
         return made
 
@@ -251,3 +251,39 @@ def set_lifecycle_policy(access: AwsAccess, account: str, repository: str, text:
     """Replace the repository's lifecycle policy."""
     _call("set the lifecycle policy", client(access, "ecr").put_lifecycle_policy, registryId=account,
           repositoryName=repository, lifecyclePolicyText=text)
+
+
+# --- account settings -----------------------------------------------------------------------------------
+BLOB_MOUNTING = "BLOB_MOUNTING"  # cross-repository blob mounts (ECR mounts only between same-encryption repositories)
+_SETTING_ATTEMPTS = 1  # nice to have, and idempotent: no backoff for an endpoint that answers 500 (moto)
+_UNSUPPORTED_CODES = {"UnknownOperationException", "InvalidAction", "NotImplemented"}
+
+
+class Unsupported(ServiceError):
+    """The endpoint does not implement the operation (moto 5.2 answers account settings with HTTP 500)."""
+
+
+def _setting_call(access: AwsAccess, operation: str, **kw: Any) -> dict[str, Any]:
+    ecr = client(access, "ecr", attempts=_SETTING_ATTEMPTS)
+    try:
+        return dict(getattr(ecr, operation)(**kw))
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        name = ecr.meta.method_to_api_mapping.get(operation, operation)
+        if _code(exc) in _UNSUPPORTED_CODES or (access.endpoint and status in (500, 501)):
+            raise Unsupported(f"the ECR endpoint does not implement {name}: {exc}") from exc
+        denied = "AccessDenied" in _code(exc)
+        raise ServiceError(f"ECR: {name} failed: {exc}", "the role needs ecr:GetAccountSetting and "
+                                                         "ecr:PutAccountSetting" if denied else None) from exc
+    except BotoCoreError as exc:
+        raise ServiceError(f"ECR: cannot {operation}: {exc}", "is the endpoint up? (`moka-images dev up`)") from exc
+
+
+def get_account_setting(access: AwsAccess, name: str) -> str:
+    """An account setting's value (e.g. ENABLED) in the account `access` acts in; Unsupported, ServiceError."""
+    return str(_setting_call(access, "get_account_setting", name=name)["value"])
+
+
+def put_account_setting(access: AwsAccess, name: str, value: str) -> str:
+    """Set an account setting in the account `access` acts in; returns the value ECR now holds."""
+    return str(_setting_call(access, "put_account_setting", name=name, value=value)["value"])

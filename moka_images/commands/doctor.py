@@ -8,7 +8,7 @@ from rich.table import Table
 
 from moka_images import log
 from moka_images.config.settings import load_settings
-from moka_images.devstack.doctor import check_services, check_tools
+from moka_images.devstack.doctor import check_blob_mounting, check_services, check_tools
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd(args: argparse.Namespace) -> int:
     settings = load_settings(profile=args.profile)
-    checks = check_tools() + (check_services(settings) if settings.local_stack else [])
+    checks = check_tools() + (check_services(settings) if settings.local_stack else []) + check_blob_mounting(settings)
     table = Table("check", "ok", "detail", "fix")
     for c in checks:
         table.add_row(c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail, "" if c.ok else c.fix)

@@ -47,7 +47,8 @@ def render(prepared: Prepared, console: Console, done: Done | None = None) -> No
         console.print(escape(f"  tag {note}"), style="yellow", soft_wrap=True)
     if done and done.copy:
         s = done.copy
-        console.print(f"  copied {s.blobs_copied} blob(s), {s.bytes_copied / 1e6:.1f} MB, mounted {s.blobs_mounted}, "
+        console.print(f"  copied {s.blobs_copied} blob(s), {s.bytes_copied / 1e6:.1f} MB, mounted {s.blobs_mounted} "
+                      f"({s.bytes_mounted / 1e6:.1f} MB not moved), "
                       f"{s.blobs_present} already there, {len(s.attachments)} cosign tag(s), in {s.seconds:.1f}s",
                       soft_wrap=True)
     if not done and not d.refused and d.outcome is not Outcome.NOOP:

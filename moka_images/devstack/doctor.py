@@ -9,6 +9,7 @@ from moka_images.config.settings import Settings
 from moka_images.devstack.services import Daemon, is_ready
 from moka_images.errors import MokaError
 from moka_images.models import Environment
+from moka_images.stages import repositories
 
 _TOOLS = {
     "docker": ["docker", "--version"],
@@ -61,3 +62,21 @@ def check_services(settings: Settings) -> list[Check]:
     fix = "moka-images dev up" if settings.local_stack else "check network access and credentials"
     return [Check(name, is_ready(d), "answers" if is_ready(d) else "not answering", fix) for name, d in targets]
 
+
+
+def check_blob_mounting(settings: Settings) -> list[Check]:
+    """ECR's blob mounting account setting per environment: enabled, disabled, or what could not be learned.
+
+    Only a disabled setting is a problem (ECR then uploads every blob a copy could have mounted); not being able
+    to tell (moto implements no account settings) is said, not failed. ECR mounts only between repositories with
+    the same encryption settings.
+    """
+    if settings.ecr.endpoint and not is_ready(Daemon("moto", [], ready_url=f"{settings.ecr.endpoint}/moto-api/")):
+        return [Check("blob mounting", True, "unknown: the ECR endpoint does not answer")]
+    fix = ("moka-images promote turns it on where the role may (ecr:PutAccountSetting); "
+           "ECR mounts only between repositories with the same encryption")
+    checks = []
+    for env in Environment:
+        state = repositories.blob_mounting(settings, env)
+        checks.append(Check(f"{env} blob mounting", state.enabled is not False, state.detail, fix))
+    return checks

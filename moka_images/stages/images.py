@@ -125,3 +125,30 @@ def write_index(client: Registry, repository: str, tag: str, children: Sequence[
     media_type = DOCKER_LIST if docker else OCI_INDEX
     doc = {"schemaVersion": 2, "mediaType": media_type, "manifests": [entries[p] for p in sorted(entries)]}
     return client.put_manifest(repository, tag, json.dumps(doc, indent=2).encode(), media_type)
+
+
+BASE_NAME = "org.opencontainers.image.base.name"
+
+
+def base_repository(settings: Settings, client: Registry, repository: str, digest: Digest) -> str | None:
+    """The repository of the image's base when the base is one of ours (a team image's `spark-3.5`), from the
+    `org.opencontainers.image.base.name` label the build puts in every platform's config; None for a base from
+    elsewhere (`<registry host>/<path>`, as a base image's OS base) or an image without the label."""
+    manifest = client.get_manifest(repository, str(digest))
+    if manifest.is_index:  # every platform carries the same label: the first one's says it
+        children = list(manifest.platforms().values())
+        if not children:
+            return None
+        manifest = client.get_manifest(repository, str(children[0]))
+    try:
+        config = json.loads(client.get_blob(repository, Digest(manifest.json["config"]["digest"])))
+        name = ((config.get("config") or {}).get("Labels") or {}).get(BASE_NAME)
+    except (ValueError, KeyError, TypeError, AttributeError):  # not an image config we wrote: no hint
+        return None
+    if not isinstance(name, str):
+        return None
+    first, _, rest = name.partition("/")
+    # Docker's rule: a first component with a dot or a port, or `localhost`, is a registry host.
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return None
+    return settings.repository(name) if is_valid_repository(name) else None

@@ -8,7 +8,9 @@ registry gate enforces the tag rule.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from moka_images import log
@@ -74,10 +76,74 @@ def ensure_repository(settings: Settings, env: Environment, repository: str,
         changes.append("scan on push")
     if state.encryption != "KMS" or (settings.ecr.kms_key and state.kms_key != settings.ecr.kms_key):
         log.warn(f"{repository} in {env} is encrypted with {state.encryption} {state.kms_key or ''}, not the "
-                 f"configured KMS key: ECR cannot change a repository's encryption; recreate it to fix")
+                 f"configured KMS key: ECR cannot change a repository's encryption, and mounts blobs only between "
+                 f"repositories encrypted alike (so copies into it upload every blob); recreate it to fix")
     if state.lifecycle is None or lifecycle.policy_text(state.lifecycle) != spec.lifecycle_text:
         ecr.set_lifecycle_policy(access, account, repository, spec.lifecycle_text)
         changes.append("lifecycle policy")
     if changes:
         log.info(f"ECR {env} {repository}: " + ", ".join(changes))
     return changes
+
+
+@dataclass(frozen=True)
+class BlobMounting:
+    """ECR's BLOB_MOUNTING account setting as learned: True, False, or None when it could not be learned."""
+
+    enabled: bool | None
+    detail: str
+    implemented: bool = True  # False: the endpoint has no account settings at all (moto)
+
+
+_mounting: dict[tuple[str | None, str], BlobMounting] = {}  # per (endpoint, account): once per run
+_mounting_lock = threading.Lock()
+
+
+def _not_implemented(settings: Settings, operation: str) -> BlobMounting:
+    detail = f"the ECR endpoint does not implement {operation}" + (" (moto)" if settings.local_stack else "")
+    return BlobMounting(None, f"unknown: {detail}", implemented=False)
+
+
+def blob_mounting(settings: Settings, env: Environment) -> BlobMounting:
+    """Whether ECR mounts blobs across repositories in `env`'s account (what `doctor` shows); never raises."""
+    try:
+        value = ecr.get_account_setting(aws_access(settings, env), ecr.BLOB_MOUNTING)
+    except ecr.Unsupported:
+        return _not_implemented(settings, "GetAccountSetting")
+    except ServiceError as exc:
+        return BlobMounting(None, f"unknown: {exc.message}")
+    return BlobMounting(value == "ENABLED", value.lower())
+
+
+def ensure_blob_mounting(settings: Settings, env: Environment) -> BlobMounting:
+    """Turn ECR's blob mounting on in `env`'s account, once per account per run, before copying into it.
+
+    Never fails a promotion: without the setting ECR answers a mount with an upload session, and the copy
+    uploads. ECR mounts only between repositories with the same encryption settings (`ensure_repository` warns
+    about a repository encrypted otherwise). docker-registry, the local stand-in, mounts without any setting.
+    """
+    key = (settings.ecr.endpoint, settings.env(env).account)
+    with _mounting_lock:
+        if key not in _mounting:
+            _mounting[key] = _enable_blob_mounting(settings, env)
+        return _mounting[key]
+
+
+def _enable_blob_mounting(settings: Settings, env: Environment) -> BlobMounting:
+    state = blob_mounting(settings, env)
+    if state.enabled:
+        return state
+    if state.implemented:
+        try:
+            value = ecr.put_account_setting(aws_access(settings, env), ecr.BLOB_MOUNTING, "ENABLED")
+        except ecr.Unsupported:
+            state = _not_implemented(settings, "PutAccountSetting")
+        except ServiceError as exc:
+            log.warn(f"ECR {env}: cannot turn blob mounting on ({exc.message}); blobs ECR will not mount are "
+                     f"uploaded", hint=exc.hint or "")
+            return state
+        else:
+            log.info(f"ECR {env}: blob mounting turned on (was {state.detail})")
+            return BlobMounting(value == "ENABLED", value.lower())
+    log.info(f"ECR {env}: blob mounting {state.detail}; mounts work as far as the registry allows")
+    return state

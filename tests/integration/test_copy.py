@@ -18,13 +18,16 @@ from pathlib import Path
 
 import cosign_reference
 import pytest
-from promote_support import Pushed, push_image, ready_in_test, snapshot, suite_settings
+from promote_support import Pushed, push_image, ready_in_test, snapshot, suite_settings, tar_layer
 
 from moka_images.adapters import cosign
+from moka_images.adapters.blob_cache import BlobLocations
 from moka_images.adapters.copy import copy_image, walk
+from moka_images.adapters.registry import RegistryClient, digest_of
 from moka_images.config.settings import Settings
-from moka_images.models import Environment, ImageRef
+from moka_images.models import ALL_PLATFORMS, Digest, Environment, ImageRef
 from moka_images.stages import history, keys, registries
+from moka_images.stages.images import BASE_NAME, base_repository
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +127,78 @@ def test_copy_within_one_registry_mounts_instead_of_uploading(psettings: Setting
     assert test.get_manifest(dst, str(image.digest)).raw == test.get_manifest(src, str(image.digest)).raw
 
 
+def test_a_team_image_copied_after_its_base_mounts_the_bases_layers_in_the_target(psettings: Settings,
+                                                                                   tmp_path: Path) -> None:
+    """The base sits in repository A of dev; the team image built on its layers goes from test into repository B
+    of dev: the base's layers are mounted from A (through the registry gate, which passes the mount's 201 on),
+    only the team's own blobs travel, and the image reads back byte for byte. A third copy, told nothing but the
+    blob-location cache, moves no bytes at all."""
+    test, dev = registries.client(psettings, TEST), registries.client(psettings, DEV)
+    base_repo, team_repo = psettings.repository(f"mount-base-{RUN}"), psettings.repository(f"mount-team-{RUN}")
+    below = {p: [tar_layer({f"opt/spark/jars/{i}.jar": os.urandom(2 * 1024 * 1024)}) for i in range(3)]
+             for p in ALL_PLATFORMS}
+    base = push_image(dev, base_repo, "1.0.0", seed=f"mount-base-{RUN}", below=below)
+    team = push_image(test, team_repo, "2.0.0", seed=f"mount-team-{RUN}", below=below, big_layers=1,
+                      labels={BASE_NAME: f"mount-base-{RUN}"})
+    shared = {digest_of(x) for layers in below.values() for x in layers}
+    assert shared <= set(base.blobs) and shared <= set(team.blobs)
+    own = {d: s for m in walk(test, team_repo, team.digest) if not m.is_index
+           for d, s in ((Digest(x["digest"]), int(x["size"])) for x in [m.json["config"], *m.json["layers"]])
+           if d not in shared}
+    assert base_repository(psettings, test, team_repo, team.digest) == base_repo  # what `land` passes
+
+    with BlobLocations(tmp_path / "blob-locations.sqlite") as cache:
+        stats = copy_image(test, team_repo, dev, team_repo, team.digest, mount_from=[base_repo], cache=cache)
+
+        assert stats.blobs_mounted == len(shared) and stats.blobs_copied == len(own)
+        assert stats.bytes_copied == sum(own.values()) and stats.bytes_mounted >= 6 * 2 * 1024 * 1024
+        _same_content_in(test, dev, team_repo, team)
+
+        elsewhere = psettings.repository(f"mount-again-{RUN}")
+        again = copy_image(test, team_repo, dev, elsewhere, team.digest, cache=cache)
+        assert (again.blobs_copied, again.bytes_copied, again.blobs_mounted) == (0, 0, len(team.blobs))
+        _same_content_in(test, dev, elsewhere, team)
+
+
+def test_a_team_image_promoted_after_its_base_moves_only_its_own_layers(psettings: Settings) -> None:
+    """`moka-images promote`, as CI runs it: the team image's base layers are mounted in dev from the base's
+    repository (named by its label, or remembered by the blob-location cache), so the bytes moved are within
+    1.1x of the team's own blobs."""
+    test = registries.client(psettings, TEST)
+    base_name, team_name = f"pbase-{RUN}", f"pteam-{RUN}"
+    below = {p: [tar_layer({f"opt/spark/{i}.bin": os.urandom(2 * 1024 * 1024)}) for i in range(2)]
+             for p in ALL_PLATFORMS}
+    base = push_image(test, psettings.repository(base_name), "1.0.0", seed=f"pbase-{RUN}", below=below)
+    team = push_image(test, psettings.repository(team_name), "2.0.0", seed=f"pteam-{RUN}", below=below,
+                      big_layers=1, labels={BASE_NAME: base_name})
+    for image in (base, team):
+        ready_in_test(psettings, image)
+    shared = {str(digest_of(x)) for layers in below.values() for x in layers}
+    own = sum(int(d["size"]) for m in walk(test, team.repository, team.digest) if not m.is_index
+              for d in [m.json["config"], *m.json["layers"]] if d["digest"] not in shared)
+
+    first = _promote(f"{base_name}:1.0.0")
+    assert first.returncode == 0, first.stdout + first.stderr
+    done = _promote(f"{team_name}:2.0.0", "--json")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    copy = json.loads(done.stdout)["copy"]
+    assert copy["blobs_mounted"] >= len(shared) and copy["bytes_mounted"] >= 4 * 2 * 1024 * 1024
+    # the team's own blobs, and its signature and smoke attestation from test (a few KB)
+    assert own <= copy["bytes_copied"] <= 1.1 * own, (copy, own)
+    assert "blob mounting unknown: the ECR endpoint does not implement GetAccountSetting (moto)" in done.stderr
+    dev_ref = ImageRef(psettings.env(DEV).registry, team.repository, digest=team.digest)
+    assert _verify(psettings, DEV, DEV, dev_ref)
+    _same_content(psettings, team)
+
+
+def _same_content_in(src: RegistryClient, dst: RegistryClient, repo: str, image: Pushed) -> None:
+    """The image reads back from `repo` in the target byte for byte, by digest, with every blob."""
+    for manifest in walk(src, image.repository, image.digest):
+        assert dst.get_manifest(repo, str(manifest.digest)).raw == manifest.raw
+    assert all(dst.blob_exists(repo, b) for b in image.blobs)
+
+
 def _dev_tags(settings: Settings, repo: str) -> dict[str, str]:
     dev = registries.client(settings, DEV)
     return {t: str(d) for t, d in snapshot(dev, repo).items() if not t.startswith("sha256-")}
@@ -203,3 +278,19 @@ def test_history_lines_are_whole_json(psettings: Settings, tmp_path: Path) -> No
         assert p.wait(timeout=120) == 0
     records = history.read(local)
     assert len(records) == 600 and len(history.history_file(local).read_text().splitlines()) == 600
+
+
+def test_the_blob_location_cache_takes_writers_in_several_processes_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "blob-locations.sqlite"
+    writer = ("import sys; from pathlib import Path; from moka_images.adapters.blob_cache import BlobLocations; "
+              "from moka_images.adapters.registry import digest_of; c = BlobLocations(Path(sys.argv[1])); "
+              "[c.seen('127.0.0.1:15002', f'repo-{sys.argv[2]}', [digest_of(str(i).encode())]) or "
+              "c.where('127.0.0.1:15002', digest_of(str(i).encode())) for i in range(150)]")
+    procs = [subprocess.Popen([sys.executable, "-c", writer, str(path), str(w)], stderr=subprocess.PIPE, text=True)
+             for w in range(4)]
+    for p in procs:
+        err = p.communicate(timeout=120)[1]
+        assert p.returncode == 0 and "going on without it" not in err, err
+    with BlobLocations(path) as cache:
+        assert all(sorted(cache.where("127.0.0.1:15002", digest_of(str(i).encode()))) == [f"repo-{w}" for w in range(4)]
+                   for i in range(150))

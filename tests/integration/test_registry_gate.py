@@ -210,6 +210,26 @@ def test_a_chunked_blob_upload_is_reframed(gate: Gate) -> None:
     assert gate.client().get_blob(repo, digest_of(data)) == data
 
 
+def test_a_cross_repository_mount_passes_through(gate: Gate) -> None:
+    """What the copy engine's mounts rely on: the POST with ?mount=&from= reaches the registry with its query and
+    its 201 (mounted) or 202 (an upload session instead) comes back as the registry said it."""
+    client, data = gate.client(), os.urandom(64 * 1024)
+    src, dst = f"scratch-gate/mount-src-{RUN}", f"scratch-gate/mount-dst-{RUN}"
+    digest = client.push_blob(src, data)
+    session = requests.Session()
+    session.trust_env = False
+    session.auth = (USER, PASSWORD)
+    url = f"http://{gate.address}/v2/{dst}/blobs/uploads/"
+    mounted = session.post(url, params={"mount": str(digest), "from": src})
+    assert mounted.status_code == 201, mounted.text
+    assert mounted.headers["Docker-Content-Digest"] == str(digest)
+    assert mounted.headers["Location"].endswith(f"/v2/{dst}/blobs/{digest}")
+    assert client.get_blob(dst, digest) == data
+    assert client.mount_blob(f"{dst}-2", digest, src) is True
+    assert client.mount_blob(f"{dst}-3", digest, f"scratch-gate/nothing-{RUN}") is False  # 202: cancelled
+    assert not client.blob_exists(f"{dst}-3", digest)
+
+
 def test_a_dead_backend_is_a_502(start_gate: Callable[..., Gate]) -> None:
     gate = start_gate(f"127.0.0.1:{free_port()}")
     resp = requests.get(f"http://{gate.address}/v2/", timeout=10)

@@ -26,7 +26,7 @@ import hashlib
 import io
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Self
 
@@ -282,14 +282,16 @@ def seed_digest(text: str) -> Digest:
 
 
 def push_platform(registry: Registry, repository: str, platform: Platform, *, seed: str, docker: bool = False,
-                  labels: dict[str, str] | None = None, tag: str | None = None) -> Digest:
-    """A single-platform image (a config and one small layer) pushed by digest, and under `tag` if given."""
-    layer = f"layer of {seed} for {platform}".encode()
+                  labels: dict[str, str] | None = None, tag: str | None = None, below: Sequence[bytes] = ()) -> Digest:
+    """A single-platform image (a config and one small layer, on top of the layers `below`: a base's) pushed by
+    digest, and under `tag` if given."""
+    layers = [*below, f"layer of {seed} for {platform}".encode()]
     config = json.dumps({"architecture": platform.arch, "os": platform.os,
                          "config": {"Labels": dict(labels or {})},
-                         "rootfs": {"type": "layers", "diff_ids": [str(digest_of(layer))]}},
+                         "rootfs": {"type": "layers", "diff_ids": [str(digest_of(x)) for x in layers]}},
                         sort_keys=True).encode()
-    registry.push_blob(repository, layer)
+    for layer in layers:
+        registry.push_blob(repository, layer)
     registry.push_blob(repository, config)
     media = DOCKER_MANIFEST if docker else OCI_MANIFEST
     raw = json.dumps({
@@ -297,7 +299,7 @@ def push_platform(registry: Registry, repository: str, platform: Platform, *, se
         "config": {"mediaType": DOCKER_CONFIG if docker else OCI_CONFIG, "digest": str(digest_of(config)),
                    "size": len(config)},
         "layers": [{"mediaType": DOCKER_LAYER if docker else OCI_LAYER, "digest": str(digest_of(layer)),
-                    "size": len(layer)}],
+                    "size": len(layer)} for layer in layers],
     }, indent=2).encode()
     digest = registry.put_manifest(repository, str(digest_of(raw)), raw, media)
     if tag:
@@ -324,10 +326,13 @@ class Pushed:
 
 def push_image(registry: Registry, repository: str, version: str, *, seed: str,
                created: str = "2025-01-01T00:00:00Z", platforms: Sequence[Platform] = ALL_PLATFORMS,
-               tags: Sequence[str] | None = None) -> Pushed:
-    """A multi-platform image by digest, then its build tag and rolling tags (or `tags`), as in test."""
+               tags: Sequence[str] | None = None, labels: dict[str, str] | None = None,
+               below: Mapping[Platform, Sequence[bytes]] | None = None) -> Pushed:
+    """A multi-platform image by digest, then its build tag and rolling tags (or `tags`), as in test; each
+    platform's config carries `labels`, and its own layer sits on `below[platform]` (a base's layers)."""
     build = BuildTag.make(version, seed_digest(f"own {seed}").hex, seed_digest(f"base {seed}"))
-    children = {p: push_platform(registry, repository, p, seed=f"{seed} {version}") for p in platforms}
+    children = {p: push_platform(registry, repository, p, seed=f"{seed} {version}", labels=labels,
+                                 below=(below or {}).get(p, ())) for p in platforms}
     entries = []
     for platform, child in children.items():
         size = len(registry.get_manifest(repository, str(child)).raw)
@@ -378,3 +383,10 @@ def signers(registry: Registry, repository: str, digest: Digest) -> list[str]:
         return []
     return [layer["annotations"]["dev.cosignproject.cosign/signature"].removeprefix("signed-by-")
             for layer in registry.get_manifest(repository, tag).json["layers"]]
+
+
+def layers_of(registry: FakeRegistry, repository: str, image: Pushed) -> dict[Platform, list[bytes]]:
+    """Each platform's layers, bottom first, as bytes: what an image built on `image` would sit on."""
+    return {p: [registry.get_blob(repository, Digest(x["digest"]))
+                for x in registry.get_manifest(repository, str(d)).json["layers"]]
+            for p, d in image.platforms.items()}

@@ -11,13 +11,14 @@ from typing import Any
 
 from moka_images import log, metrics
 from moka_images.adapters import host
+from moka_images.adapters.blob_cache import BlobLocations
 from moka_images.adapters.copy import CopyStats, TagSet, copy_image, set_tags
 from moka_images.config.settings import Settings
 from moka_images.models import Environment, ImageRef
 from moka_images.plan import lifecycle
 from moka_images.plan.promotion import Inventory, Outcome, PromotionDecision, record
 from moka_images.stages import history, registries, repositories
-from moka_images.stages.images import read_inventory
+from moka_images.stages.images import base_repository, read_inventory
 from moka_images.stages.promote.prepare import Prepared, prepare, redecide, refusal
 from moka_images.stages.verify import attestations, signing
 from moka_images.stages.verify.attestations import AttestationKind
@@ -44,6 +45,11 @@ def identity(settings: Settings) -> str:
         run = os.environ.get("GITHUB_RUN_ID")
         return f"github:{os.environ['GITHUB_ACTOR']}" + (f" (run {run})" if run else "")
     return host.user_at_host()
+
+
+def blob_cache_path(settings: Settings) -> Path:
+    """This machine's blob-location cache: which repositories of each registry were seen holding a blob."""
+    return settings.home / "cache" / "blob-locations.sqlite"
 
 
 def lock_path(settings: Settings, image: str, env: Environment) -> Path:
@@ -92,9 +98,15 @@ def land(settings: Settings, prepared: Prepared, inventory: Inventory, *, by: st
     dst_ref = ImageRef(settings.env(target).registry, source.repository, digest=edge.digest)
     stats = None
     if decision.outcome is Outcome.COPY:
-        with log.step(f"copy {source.name}@{edge.digest.short} {edge.src_env} -> {target}"):
-            stats = copy_image(registries.client(settings, edge.src_env), source.repository,
-                               registries.client(settings, target), source.repository, edge.digest, workers=workers)
+        src = registries.client(settings, edge.src_env)
+        # Blobs the target holds under the base's repository (a team image promoted after its base) are mounted
+        # from there; earlier versions of this image are in its own repository, where the copy finds them anyway.
+        base = base_repository(settings, src, source.repository, edge.digest)
+        repositories.ensure_blob_mounting(settings, target)
+        with log.step(f"copy {source.name}@{edge.digest.short} {edge.src_env} -> {target}"), \
+                BlobLocations(blob_cache_path(settings)) as cache:
+            stats = copy_image(src, source.repository, registries.client(settings, target), source.repository,
+                               edge.digest, workers=workers, mount_from=[base] if base else [], cache=cache)
         metrics.count(metrics.BYTES_COPIED, stats.bytes_copied, image=source.name, source=edge.src_env.value,
                       target=target.value)
     if not decision.rollback:

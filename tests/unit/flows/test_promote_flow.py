@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import OCI_INDEX, FakeRegistry, Pushed, add_signature, push_image, signature_tag, signers
+from fakes import (
+    OCI_INDEX,
+    FakeRegistry,
+    Pushed,
+    add_signature,
+    layers_of,
+    push_image,
+    signature_tag,
+    signers,
+)
 
 from moka_images.adapters.copy import copy_image
 from moka_images.config.release import RELEASE_SCHEMA, PromotionPlan, Release
@@ -25,9 +34,10 @@ from moka_images.models import Digest, Environment, ImageRef
 from moka_images.plan.promotion import GateResult, Outcome
 from moka_images.plan.tags import is_cosign_tag
 from moka_images.stages import history, registries, repositories
+from moka_images.stages.images import BASE_NAME, base_repository
 from moka_images.stages.promote import gates
 from moka_images.stages.promote import prepare as prepare_module
-from moka_images.stages.promote.apply import carry_out, promote
+from moka_images.stages.promote.apply import blob_cache_path, carry_out, promote
 from moka_images.stages.promote.inventory import Source
 from moka_images.stages.promote.prepare import prepare, prepare_rollback
 from moka_images.stages.promote.release import apply_plan, plan_release
@@ -132,7 +142,12 @@ def w(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
         events.append(("history", record["action"], record["digest"]))
         real_append(settings, record)
 
+    def mounting(settings: Settings, env: Environment) -> repositories.BlobMounting:
+        events.append(("mounting", env.value))
+        return repositories.BlobMounting(True, "enabled")
+
     monkeypatch.setattr(repositories, "ensure_repository", ensure)
+    monkeypatch.setattr(repositories, "ensure_blob_mounting", mounting)
     monkeypatch.setattr(signing, "sign", sign)
     monkeypatch.setattr(attestations, "attest", attest)
     monkeypatch.setattr(history, "append", append)
@@ -174,7 +189,7 @@ def test_first_promotion_copies_the_image_signs_attests_then_moves_build_tag_the
     assert (done.copy.blobs_copied, done.copy.manifests_written, done.copy.attachments) == (6, 3, [signature_tag(a.digest)])
     assert signers(w[DEV], w.repo, a.digest) == ["test", "dev"]  # test's signature copied, dev's added
     assert w[TEST].writes == in_test  # the source is only read
-    assert w.story() == ["ensure:dev", "write", "sign:dev", "write", "attest:promotion",
+    assert w.story() == ["ensure:dev", "mounting:dev", "write", "sign:dev", "write", "attest:promotion",
                          f"tag:{a.build}", "tag:1.0.1", "tag:1.0", "tag:latest", "history:promote"]
     assert ("ensure", "dev", w.repo, ()) in w.events  # a final version: no pre-release tag to protect
     assert [e for e in w.events if e[0] in ("sign", "attest")] == [
@@ -471,3 +486,45 @@ def test_a_prod_plan_needs_an_approver_who_did_not_start_the_run(w: World,
     assert {"name": "approval", "passed": True, "detail": "approved by bob", "evidence": {"approved_by": "bob"}} \
         in done.record["gates"]
     assert w.image_tags(PROD)["latest"] == image.digest
+
+
+# ---- mount, don't copy ----------------------------------------------------------------------------------------
+
+
+def test_a_team_image_promoted_after_its_base_mounts_the_bases_layers_from_the_bases_repository(w: World) -> None:
+    base = w.build("1.0.1", "a", "2025-01-01T00:00:00Z")
+    promote_to(w, f"{IMAGE}:1.0.1", DEV)
+    cache = blob_cache_path(w.settings)
+    assert cache.exists()
+    for path in cache.parent.glob(cache.name + "*"):  # a fresh CI runner: only the image's label says where
+        path.unlink()
+    repo = w.settings.repository(TEAM)
+    team = push_image(w[TEST], repo, "2.0.0", seed="t", labels={BASE_NAME: IMAGE},
+                      below=layers_of(w[TEST], w.repo, base))
+    add_signature(w[TEST], repo, team.digest, "test")
+    since = len(w.events)
+
+    done = carry_out(w.settings, prepare(w.settings, f"{TEAM}:2.0.0", DEV), by="tester")
+
+    assert done.copy is not None
+    mounts = [(e[2], e[3]) for e in w.events[since:] if e[0] == "mount"]
+    assert mounts == [(repo, w.repo)] * 2  # the base's layer of each platform, from the base's repository
+    signed = next(i for i, e in enumerate(w.events) if i >= since and e[0] == "sign")
+    uploaded = [Digest(e[4]) for e in w.events[since:signed] if e[0] == "blob" and e[1] == w[DEV].registry]
+    # each platform's config and own layer, and test's signature (payload and config): nothing of the base
+    assert (done.copy.blobs_mounted, done.copy.blobs_copied, len(uploaded)) == (2, 6, 6)
+    assert done.copy.bytes_copied == sum(len(w[DEV].get_blob(repo, d)) for d in uploaded)
+    assert not any(w[DEV].blob_exists(w.repo, d) for d in uploaded)
+    assert w.story(since)[:3] == ["ensure:dev", "mounting:dev", "write"]
+    assert w[DEV].get_manifest(repo, str(team.digest)).raw == team.raw
+
+
+def test_the_base_repository_is_read_from_the_label_and_only_for_a_base_of_ours(w: World) -> None:
+    reg, repo = w[TEST], w.settings.repository(TEAM)
+    for label, expected in [("spark-3.5", w.repo), ("127.0.0.1:15000/debian", None),
+                            ("111100001111.dkr.ecr.eu-west-1.amazonaws.com/upstream/debian", None),
+                            ("localhost/debian", None), ("Not A Name", None)]:
+        image = push_image(reg, repo, "2.0.0", seed=label, labels={BASE_NAME: label}, tags=())
+        assert base_repository(w.settings, reg, repo, image.digest) == expected, label
+    unlabelled = push_image(reg, repo, "2.0.0", seed="none", tags=())
+    assert base_repository(w.settings, reg, repo, unlabelled.digest) is None
