@@ -19,7 +19,7 @@ from moka_images.plan.tags import TagKind, kind_of
 from moka_images.stages import keys, registries
 from moka_images.stages.images import read_inventory
 from moka_images.stages.verify import signing
-from moka_images.stages.verify.attestations import Attestation, AttestationKind
+from moka_images.stages.verify.attestations import Attestation, AttestationKind, audit
 
 CELLS_AT_ONCE = 16  # cells read at once: registry round trips, verified in-process, no processes
 
@@ -117,9 +117,11 @@ def _cell(settings: Settings, env: Environment, repository: str) -> Cell:
     if now is None:
         return Cell(env)
     digest, version, build = now
-    checked = signing.verify(settings, env, ImageRef(settings.env(env).registry, repository, digest=digest))
-    scan, smoke, promoted = _summaries(env, digest, checked.attestations.valid)
-    return Cell(env, digest, version, build, checked.signature.ok, scan, smoke, promoted)
+    ref = ImageRef(settings.env(env).registry, repository, digest=digest)
+    signed = signing.verify_signature(settings, env, ref).ok
+    shown = audit(settings, env, ref, (AttestationKind.PROMOTION, AttestationKind.SCAN, AttestationKind.SMOKE))
+    scan, smoke, promoted = _summaries(env, digest, shown.valid)  # SBOMs (megabytes each) are never fetched
+    return Cell(env, digest, version, build, signed, scan, smoke, promoted)
 
 
 def collect(settings: Settings, images: Sequence[str] = ()) -> list[Row]:

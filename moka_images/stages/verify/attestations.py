@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -37,6 +37,8 @@ class AttestationKind(StrEnum):
 PREDICATE_TYPES: Mapping[AttestationKind, str] = {
     AttestationKind.SBOM: SBOM_TYPE, AttestationKind.SCAN: SCAN_TYPE, AttestationKind.SMOKE: SMOKE_TYPE, AttestationKind.PROMOTION: PROMOTION_TYPE,
 }
+# What an audit reads: one kind, several, or (None) every attestation.
+Kinds = AttestationKind | str | Collection[AttestationKind] | None
 # cosign's own name for a type it knows; it writes the same predicateType URI.
 _COSIGN_TYPES: Mapping[AttestationKind, str] = {AttestationKind.SBOM: "cyclonedx"}
 
@@ -107,14 +109,15 @@ def trusted_keys(environment: Environment) -> list[Environment]:
     return chain
 
 
-def sort_envelopes(envelopes: Sequence[cosign.Envelope], digest: Digest, kind: AttestationKind | None,
+def sort_envelopes(envelopes: Sequence[cosign.Envelope], digest: Digest, kind: Kinds,
                    verified: Mapping[Environment, Mapping[str, Sequence[cosign.Envelope]]],
                    trusted: Sequence[Environment]) -> Audit:
     """Pure: match what is stored against what each trusted key verified (per predicate type).
 
     An envelope counts as valid when it is in a verified set, its statement is about `digest`, and (when
-    asked) of `kind`; the first trusted key that verified it is its signer.
+    asked) of `kind` (one kind or several); the first trusted key that verified it is its signer.
     """
+    wanted = _kinds(kind)
     valid, rejected = [], []
     for envelope in envelopes:
         try:
@@ -123,7 +126,7 @@ def sort_envelopes(envelopes: Sequence[cosign.Envelope], digest: Digest, kind: A
             rejected.append(Rejected("?", exc.message))
             continue
         found_kind = kind_of(statement.predicate_type)
-        if kind is not None and found_kind != kind:
+        if wanted is not None and found_kind not in wanted:
             continue
         signer = next((e for e in trusted
                        if envelope in verified.get(e, {}).get(statement.predicate_type, ())), None)
@@ -138,31 +141,38 @@ def sort_envelopes(envelopes: Sequence[cosign.Envelope], digest: Digest, kind: A
     return Audit(tuple(valid), tuple(rejected))
 
 
+def _kinds(kind: Kinds) -> frozenset[AttestationKind] | None:
+    if kind is None:
+        return None
+    return frozenset({AttestationKind(kind)} if isinstance(kind, str) else {AttestationKind(k) for k in kind})
+
+
 def _pinned(ref: ImageRef) -> Digest:
     if ref.digest is None:
         raise ValueError(f"{ref} is not pinned to a digest")
     return ref.digest
 
 
-def audit(settings: Settings, environment: Environment, digest_ref: ImageRef, kind: AttestationKind | str | None = None,
+def audit(settings: Settings, environment: Environment, digest_ref: ImageRef, kind: Kinds = None,
           *, trusted: Sequence[Environment] | None = None) -> Audit:
-    """Every attestation (of `kind`) on `digest_ref` in `environment`'s registry, verified in-process.
+    """Every attestation (of `kind`: one kind or several) on `digest_ref` in `environment`'s registry, verified
+    in-process.
 
     Each trusted key checks, per predicate type, only the attestations no earlier key has vouched for, as
     `cosign verify-attestation --key --type` would.
     """
     digest = _pinned(digest_ref)
-    wanted = AttestationKind(kind) if kind is not None else None
+    wanted = _kinds(kind)
     chain = list(trusted) if trusted is not None else trusted_keys(environment)
     stored = cosign.stored_attestations(registries.client(settings, environment), digest_ref,
-                                        None if wanted is None else {predicate_type(wanted)})
+                                        None if wanted is None else {predicate_type(k) for k in wanted})
     pending: dict[str, list[cosign.Envelope]] = {}
     for envelope in stored:
         try:
             type_uri = envelope.statement().predicate_type
         except ServiceError:
             continue  # sort_envelopes reports it
-        if wanted is None or kind_of(type_uri) == wanted:
+        if wanted is None or kind_of(type_uri) in wanted:
             pending.setdefault(type_uri, []).append(envelope)
     verified: dict[Environment, dict[str, list[cosign.Envelope]]] = {}
     for key_env in chain:

@@ -285,6 +285,9 @@ def test_an_audit_of_one_kind_fetches_only_layers_cosign_annotated_with_its_type
     found = attestations.audit(settings, Environment.TEST, ref, "smoke")
     assert [a.predicate for a in found.valid] == [{"passed": True}, {"n": 2}]
     assert digest_of(layers[0][1]) not in fetched and len(fetched) == 2  # the unannotated one is read to know
+    both = attestations.audit(settings, Environment.TEST, ref, (attestations.AttestationKind.SCAN, "smoke"))
+    assert [a.kind for a in both.valid] == ["scan", "smoke", "smoke"]
+    assert attestations.audit(settings, Environment.TEST, ref, ["sbom", "promotion"]).valid == ()
 
 
 def test_a_file_key_is_read_once_and_a_kms_key_fetched_once_per_environment(
