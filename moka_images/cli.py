@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from importlib.metadata import version
 from pathlib import Path
 
 from moka_images import commands, log, metrics
@@ -33,7 +32,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     the workflow tests use that to know which commands exist)."""
     parser = argparse.ArgumentParser(prog="moka-images", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"moka-images {version('moka-images')}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     parser.add_argument("--profile", help="settings profile from moka.yaml (default: MOKA_PROFILE or default_profile)")
     parser.add_argument("--log-format", choices=["text", "json"], default=None, help="log lines as text or JSON")
     parser.add_argument("--metrics-file", type=Path, metavar="PATH",
@@ -43,6 +42,16 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for module in commands.modules(word):
         module.register(sub)
     return parser
+
+
+class _Version(argparse.Action):
+    """`--version`, reading the installed version only when asked (the metadata lookup costs every run 40 ms)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from importlib.metadata import version  # here, not at start-up
+
+        sys.stdout.write(f"moka-images {version('moka-images')}\n")  # on stdout, as argparse's own action
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

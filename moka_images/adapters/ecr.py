@@ -92,7 +92,7 @@ def _assumed(access: AwsAccess, role_arn: str, session_name: str) -> tuple[dict[
 
 
 _clients: dict[tuple[AwsAccess, str, int], tuple[Any, datetime | None]] = {}
-_clients_lock = threading.RLock()  # making a role's client takes the STS client first, under the same lock
+_clients_lock = threading.Lock()
 _sessions: list[boto3.session.Session] = []
 
 
@@ -107,20 +107,21 @@ def client(access: AwsAccess, service: str, *, attempts: int = 5) -> Any:
     key = (access, service, attempts)
     with _clients_lock:
         kept = _clients.get(key)
-        if kept is not None and (kept[1] is None or kept[1] - datetime.now(UTC) > REFRESH_MARGIN):
-            return kept[0]
-        expires = None
-        creds = _session_kwargs(access)
-        if access.role_arn:
-            assumed, expires = _assumed(access, access.role_arn, "moka-images")
-            creds = {"aws_access_key_id": assumed["AWS_ACCESS_KEY_ID"],
-                     "aws_secret_access_key": assumed["AWS_SECRET_ACCESS_KEY"],
-                     "aws_session_token": assumed["AWS_SESSION_TOKEN"]}
+    if kept is not None and (kept[1] is None or kept[1] - datetime.now(UTC) > REFRESH_MARGIN):
+        return kept[0]
+    expires = None
+    creds = _session_kwargs(access)
+    if access.role_arn:  # a network call: outside the lock, so environments log in side by side
+        assumed, expires = _assumed(access, access.role_arn, "moka-images")
+        creds = {"aws_access_key_id": assumed["AWS_ACCESS_KEY_ID"],
+                 "aws_secret_access_key": assumed["AWS_SECRET_ACCESS_KEY"],
+                 "aws_session_token": assumed["AWS_SESSION_TOKEN"]}
+    with _clients_lock:  # a boto3 session makes one client at a time
         if not _sessions:
             _sessions.append(boto3.session.Session())
         made = _sessions[0].client(service, **creds, **_common(access, attempts))
         _clients[key] = (made, expires)
-        return made
+    return made
 
 
 def registry_credentials(access: AwsAccess, account: str) -> RegistryCredentials:

@@ -23,10 +23,13 @@ def credentials(settings: Settings, environment: Environment) -> ecr.RegistryCre
     """ECR token credentials of an environment, fetched once per process and again when about to expire."""
     key = (settings.profile, settings.env(environment).account, environment)
     with _lock:
-        if key not in _tokens or _tokens[key].expiring():
-            _tokens[key] = ecr.registry_credentials(repositories.aws_access(settings, environment),
-                                                    settings.env(environment).account)
-        return _tokens[key]
+        kept = _tokens.get(key)
+    if kept is None or kept.expiring():  # asked outside the lock: environments log in side by side
+        kept = ecr.registry_credentials(repositories.aws_access(settings, environment),
+                                        settings.env(environment).account)
+        with _lock:
+            _tokens[key] = kept
+    return kept
 
 
 def client(settings: Settings, environment: Environment) -> RegistryClient:

@@ -128,10 +128,9 @@ def collect(settings: Settings, images: Sequence[str] = ()) -> list[Row]:
     """A row per declared image (or per name given), each environment checked with its own key."""
     declared = {i.name: i.version for i in load_declarations(settings.root).images}
     names = list(images) or list(declared)
-    for env in Environment:  # tokens and public keys (a KMS key: one cosign run) once, before the threads
-        registries.credentials(settings, env)
-        keys.verifier(settings, env)
     with ThreadPoolExecutor(max_workers=CELLS_AT_ONCE) as pool:
+        # tokens and public keys (a KMS key: one cosign run) once per environment, side by side, before the cells
+        list(pool.map(lambda env: (registries.credentials(settings, env), keys.verifier(settings, env)), Environment))
         futures = {(name, env): pool.submit(_cell, settings, env, settings.repository(name))
                    for name in names for env in Environment}
         rows = []

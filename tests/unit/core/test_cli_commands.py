@@ -38,3 +38,9 @@ def test_a_command_registers_only_its_own_module() -> None:
     assert _top_level(cli.build_parser(["verify", "spark-3.5"])) == ["sign", "attest", "verify"]
     assert len(_top_level(cli.build_parser(["no-such-command"]))) == sum(
         len(words) for _, words in commands.IN_LIFECYCLE_ORDER)  # argparse names the choices
+
+
+def test_version_names_the_installed_package(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.build_parser(["--version"]).parse_args(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip().startswith("moka-images 0.")
