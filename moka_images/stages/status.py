@@ -111,31 +111,37 @@ def _summaries(env: Environment, digest: Digest, found: Sequence[Attestation]) -
     return scan, smoke, promoted
 
 
-def _cell(settings: Settings, env: Environment, repository: str) -> Cell:
+def _cell(settings: Settings, env: Environment, repository: str, evidence: ThreadPoolExecutor) -> Cell:
     inventory = read_inventory(registries.client(settings, env), repository)
     now = current(inventory)
     if now is None:
         return Cell(env)
     digest, version, build = now
     ref = ImageRef(settings.env(env).registry, repository, digest=digest)
+    # the attestations are read beside the signature (SBOMs, megabytes each, never: status does not show them)
+    shown = evidence.submit(audit, settings, env, ref, (AttestationKind.PROMOTION, AttestationKind.SCAN,
+                                                        AttestationKind.SMOKE))
     signed = signing.verify_signature(settings, env, ref).ok
-    shown = audit(settings, env, ref, (AttestationKind.PROMOTION, AttestationKind.SCAN, AttestationKind.SMOKE))
-    scan, smoke, promoted = _summaries(env, digest, shown.valid)  # SBOMs (megabytes each) are never fetched
+    scan, smoke, promoted = _summaries(env, digest, shown.result().valid)
     return Cell(env, digest, version, build, signed, scan, smoke, promoted)
 
 
 def collect(settings: Settings, images: Sequence[str] = ()) -> list[Row]:
-    """A row per declared image (or per name given), each environment checked with its own key."""
+    """A row per declared image (or per name given), each environment checked with its own key.
+
+    Cells are read `CELLS_AT_ONCE` at a time; each reads its attestations beside its signature on a pool of its
+    own (a cell waits for those reads, which wait for nothing: the two pools cannot starve each other).
+    """
     declared = {i.name: i.version for i in load_declarations(settings.root).images}
     names = list(images) or list(declared)
-    with ThreadPoolExecutor(max_workers=CELLS_AT_ONCE) as pool:
+    with ThreadPoolExecutor(max_workers=CELLS_AT_ONCE, thread_name_prefix="moka-status") as pool, \
+            ThreadPoolExecutor(max_workers=CELLS_AT_ONCE, thread_name_prefix="moka-evidence") as evidence:
         # tokens and public keys (a KMS key: one cosign run) once per environment, side by side, before the cells
         list(pool.map(lambda env: (registries.credentials(settings, env), keys.verifier(settings, env)), Environment))
-        futures = {(name, env): pool.submit(_cell, settings, env, settings.repository(name))
+        futures = {(name, env): pool.submit(_cell, settings, env, settings.repository(name), evidence)
                    for name in names for env in Environment}
         rows = []
         for name in names:
             cells = tuple(futures[(name, env)].result() for env in Environment)
             rows.append(Row(name, declared.get(name), cells, tuple(notes(declared.get(name), cells))))
     return rows
-
