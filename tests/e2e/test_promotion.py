@@ -10,6 +10,7 @@ The refusal cases use small images pushed through the registry API.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -118,6 +119,20 @@ def test_the_spark_image_reaches_prod_byte_for_byte(psettings: Settings, spark: 
 
     again = promote(f"{SPARK}:{spark.tag}", "prod", "--approved-by", "release-manager", "--json")
     assert again.returncode == 0 and '"outcome": "noop"' in again.stdout
+
+    # status, verified in-process: every environment serves the digest, signed, with its evidence
+    shown = subprocess.run([sys.executable, "-m", "moka_images.cli", "status", SPARK, "--json"], timeout=300,
+                           env={**os.environ, "MOKA_REPOSITORY_PREFIX": PREFIX}, capture_output=True, text=True,
+                           check=False)
+    assert shown.returncode == 0, shown.stderr
+    (row,) = json.loads(shown.stdout)
+    cells = {c["env"]: c for c in row["environments"]}
+    for env in ("test", "dev", "staging", "prod"):
+        cell = cells[env]
+        assert (cell["digest"], cell["signed"], cell["smoke"]) == (str(spark.digest), True, "passed"), cell
+        assert cell["scan"].startswith("allowed"), cell
+    assert cells["prod"]["promoted"]["approved_by"] == "release-manager" and cells["prod"]["promoted"]["from"] == "staging"
+    assert row["notes"] == [] or all(not n.startswith("pending") for n in row["notes"]), row["notes"]
 
 
 # ---- refusals ----------------------------------------------------------------------------------
