@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from fakes import OCI_CONFIG, OCI_MANIFEST, FakeRegistry
+from fakes import OCI_CONFIG, OCI_MANIFEST, FakeRegistry, push_image
 from securesystemslib.signer import SSlibKey
 
 from moka_images.adapters import cosign, signatures
@@ -24,7 +24,7 @@ from moka_images.adapters.registry import digest_of
 from moka_images.config.settings import Settings, load_settings
 from moka_images.errors import ConfigError
 from moka_images.models import SCAN_TYPE, SMOKE_TYPE, Digest, Environment, ImageRef
-from moka_images.stages import keys, registries
+from moka_images.stages import keys, registries, status
 from moka_images.stages.verify import attestations, signing
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -319,3 +319,28 @@ def test_an_unusable_public_key_is_a_config_error(world: tuple[Settings, FakeReg
         keys.verifier(broken, Environment.STAGING)
     with pytest.raises(ConfigError, match="prod's public key .* is unusable: not an ECDSA P-256"):
         keys.verifier(broken, Environment.PROD)
+
+
+def test_status_verifies_every_cell_in_process_with_each_environments_key(
+        world: tuple[Settings, FakeRegistry], monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, registry = world
+    monkeypatch.setattr(registries, "credentials", lambda settings, env: None)  # no ECR: one fake registry
+    for env in (Environment.STAGING, Environment.PROD):  # keys of their own, that signed nothing here
+        Path(settings.env(env).public_key).parent.mkdir(parents=True, exist_ok=True)
+        Path(settings.env(env).public_key).write_text(pem(ec.generate_private_key(ec.SECP256R1())))
+    pushed = push_image(registry, settings.repository("unit-sign"), "1.2.0", seed="status")
+    digest = pushed.digest
+    put_artifact(registry, cosign.signature_tag(digest), [
+        (cosign.SIMPLE_SIGNING_LAYER, s.payload, {cosign.SIGNATURE_ANNOTATION: s.signature})
+        for s in (signed(OURS, digest),)])
+    smoke = {"passed": True, "image": {"digest": str(digest)}, "platforms": []}
+    scan = {"verdict": {"allowed": True, "environment": "test"}}
+    put_artifact(registry, cosign.attestation_tag(digest), [
+        dsse_layer(envelope(OURS, statement(digest, SMOKE_TYPE, smoke))),
+        dsse_layer(envelope(OURS, statement(digest, SCAN_TYPE, scan)))])
+    (row,) = status.collect(settings, ["unit-sign"])  # the unit guard fails any process it would start
+    test, dev = row.cells[0], row.cells[1]
+    assert (test.digest, test.version, test.signed, test.scan, test.smoke) == (
+        digest, "1.2.0", True, "allowed (test policy)", "passed")
+    assert (dev.digest, dev.signed, dev.smoke) == (digest, False, "passed")  # dev's key signed nothing
+    assert row.notes == ("drift: not declared in the manifests",)
