@@ -122,7 +122,7 @@ def world(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> World:
     scan, smoke = _predicate(tmp / "scan.json", SCAN), _predicate(tmp / "smoke.json", SMOKE)
 
     def sign(image: str, key: str) -> None:
-        cosign.sign(images[image], pairs[key].private, pairs[key].signing())
+        cosign.sign_all([images[image]], pairs[key].private, pairs[key].signing())
 
     def attest(image: str, key: str, predicate_type: str, predicate: Path) -> None:
         cosign.attest(images[image], pairs[key].private, predicate_type, predicate, pairs[key].signing())
