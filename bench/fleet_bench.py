@@ -303,6 +303,8 @@ def cosign_copy(world: World, registry: str, dst_repo: str) -> None:
 
 
 COPY_SIDES = (MOKA, "skopeo copy --all", "cosign copy")
+COPY_NOTE = ("moka-images and cosign copy carry the cosign signatures and attestations along, skopeo the image only; "
+             "moka-images sets the build tag and latest, the others the build tag")
 
 
 def run_copy_side(world: World, side: str, dst: RegistryClient, dst_repo: str) -> None:
@@ -330,6 +332,7 @@ def row_copy(world: World, rounds: int, raw: float | None) -> Row:
             row.add(side, seconds)
     row.facts.append(f"P filled by skopeo each round (untimed), so skopeo's blob-info cache knows the layers are in "
                      f"dev/P; {world.total_bytes / 1e6:.0f} MB in {len(world.blob_sizes)} blobs")
+    row.facts.append(COPY_NOTE)
     add_raw(row, raw)
     return row
 
@@ -393,6 +396,7 @@ def row_empty(world: World, rounds: int, raw: float | None) -> Row:
             row.add(side, seconds)
     row.facts.append(f"a fresh docker-registry per side and round (started and removed by the benchmark, untimed); "
                      f"{world.total_bytes / 1e6:.0f} MB in {len(world.blob_sizes)} blobs")
+    row.facts.append(COPY_NOTE)
     add_raw(row, raw)
     return row
 
