@@ -109,12 +109,35 @@ class Row:
     facts: list[str] = field(default_factory=list)  # lines printed under the row (bytes, counts, verdicts)
     cells: list[tuple[str, str]] = field(default_factory=list)  # extra (measure, value) lines for the table
     skipped: str | None = None
+    failures: dict[str, list[str]] = field(default_factory=dict)  # side -> why each failed round failed
+
+    def _side(self, side: str) -> None:
+        if side not in self.sides:
+            self.sides.append(side)
+        self.seconds.setdefault(side, [])
 
     def add(self, side: str, seconds: float) -> None:
-        if side not in self.seconds:
-            self.sides.append(side)
-            self.seconds[side] = []
+        self._side(side)
         self.seconds[side].append(seconds)
+
+    def fail(self, side: str, exc: Exception) -> None:
+        """A baseline (or moka-images) that failed a round: reported, kept out of min, median and ratios."""
+        self._side(side)
+        lines = str(exc).splitlines()
+        why = next((ln for ln in reversed(lines) if ln.lower().startswith(("error", "fatal"))), lines[-1] if lines
+                   else repr(exc))
+        self.failures.setdefault(side, []).append(why.strip()[:300])
+        say(f"  {side} failed: {why.strip()[:300]}")
+
+
+def attempt(row: Row, side: str, label: str, fn: Callable[[], Any], limit: float) -> None:
+    """Time one side of one round into `row`, or record that it failed."""
+    try:
+        seconds, _ = timed(label, fn, limit)
+    except RuntimeError as exc:
+        row.fail(side, exc)
+        return
+    row.add(side, seconds)
 
 
 def rotated(items: Sequence[str], round_no: int) -> list[str]:
@@ -327,11 +350,13 @@ def row_copy(world: World, rounds: int, raw: float | None) -> Row:
         for side in rotated(COPY_SIDES, r):
             slug = side.split()[0]
             dst_repo = f"{base}/q-{slug}"
-            seconds, _ = timed(f"copy r{r} {side}", lambda side=side, dst_repo=dst_repo: run_copy_side(
+            attempt(row, side, f"copy r{r} {side}", lambda side=side, dst_repo=dst_repo: run_copy_side(
                 world, side, dev, dst_repo), world.limit)
-            row.add(side, seconds)
     row.facts.append(f"P filled by skopeo each round (untimed), so skopeo's blob-info cache knows the layers are in "
                      f"dev/P; {world.total_bytes / 1e6:.0f} MB in {len(world.blob_sizes)} blobs")
+    if dev.head_manifest(world.src_repo, "latest") is not None:
+        row.facts.append(f"cosign copy (go-containerregistry) asks the target to mount each blob from the source's "
+                         f"repository name, and dev has {world.src_repo} too: it mounts rather than uploads")
     row.facts.append(COPY_NOTE)
     add_raw(row, raw)
     return row
@@ -389,11 +414,9 @@ def row_empty(world: World, rounds: int, raw: float | None) -> Row:
     for r in range(rounds):
         for side in rotated(COPY_SIDES, r):
             with TmpRegistry(world, f"empty-r{r}-{side.split()[0]}") as dst:
-                seconds, _ = timed(f"empty r{r} {side}",
-                                   lambda side=side, dst=dst: run_copy_side(world, side, dst,
-                                                                            f"bench-fleet-{world.run_id}/q"),
-                                   world.limit)
-            row.add(side, seconds)
+                attempt(row, side, f"empty r{r} {side}",
+                        lambda side=side, dst=dst: run_copy_side(world, side, dst, f"bench-fleet-{world.run_id}/q"),
+                        world.limit)
     row.facts.append(f"a fresh docker-registry per side and round (started and removed by the benchmark, untimed); "
                      f"{world.total_bytes / 1e6:.0f} MB in {len(world.blob_sizes)} blobs")
     row.facts.append(COPY_NOTE)
@@ -407,7 +430,7 @@ def add_raw(row: Row, raw: float | None) -> None:
         return
     row.cells.append(("raw limit (cp + sync of the blob files)", f"{raw:.2f} s"))
     moka = row.seconds.get(MOKA)
-    if moka:
+    if moka and raw > 0:
         row.facts.append(f"moka median / raw limit = {statistics.median(moka) / raw:.2f}x")
 
 
@@ -497,6 +520,8 @@ def row_promote(world: World, rounds: int) -> Row:
             if dev.head_manifest(repo, "latest") != world.digest:
                 raise RuntimeError(f"promote r{r} {side}: dev {repo}:latest is not {world.digest}")
             row.add(side, seconds)
+    row.facts.append("the script's skopeo mounts the blobs when its blob-info cache ($HOME/.local/share/containers or "
+                     "/var/lib/containers) knows a dev repository holding them (rows copy/promote of any earlier run)")
     row.facts.append("the script: cosign verify, 2x cosign verify-attestation, skopeo copy --all, cosign copy "
                      "--only=sig,att, cosign sign, cosign attest, curl for the rolling tags (bench/fleet_bench.py SCRIPT)")
     return row
@@ -763,13 +788,17 @@ def print_row(row: Row) -> None:
         print(f"skipped: {row.skipped}")
         return
     for side in row.sides:
-        lo, med = stats_line(row.seconds[side])
-        runs = ", ".join(f"{s:.2f}" for s in row.seconds[side])
-        print(f"  {side:48} min {lo:8.2f}s  median {med:8.2f}s  ({runs})")
-    if MOKA in row.seconds:
+        failed = row.failures.get(side, [])
+        if failed:
+            print(f"  {side:48} FAILED {len(failed)} of {len(failed) + len(row.seconds[side])} rounds: {failed[0]}")
+        if row.seconds[side]:
+            lo, med = stats_line(row.seconds[side])
+            runs = ", ".join(f"{s:.2f}" for s in row.seconds[side])
+            print(f"  {side:48} min {lo:8.2f}s  median {med:8.2f}s  ({runs})")
+    if row.seconds.get(MOKA):
         m_lo, m_med = stats_line(row.seconds[MOKA])
         for side in row.sides:
-            if side != MOKA:
+            if side != MOKA and row.seconds[side]:
                 lo, med = stats_line(row.seconds[side])
                 print(f"  ratio moka-images / {side}: median {m_med / med:.2f}x, min {m_lo / lo:.2f}x")
     for what, value in row.cells:
@@ -797,8 +826,14 @@ def markdown(rows: list[Row], rounds: int) -> str:
         if row.skipped:
             out.append(f"| {row.key} | skipped: {row.skipped} | | | | {row.target} |")
             continue
-        moka_med = statistics.median(row.seconds[MOKA]) if MOKA in row.seconds else None
+        moka_med = statistics.median(row.seconds[MOKA]) if row.seconds.get(MOKA) else None
         for side in row.sides:
+            failed = row.failures.get(side, [])
+            if failed:
+                out.append(f"| {row.key} | {side}: failed {len(failed)} of {len(failed) + len(row.seconds[side])} "
+                           f"rounds ({failed[0][:120].replace('|', '/')}) | | | | {row.target} |")
+            if not row.seconds[side]:
+                continue
             lo, med = stats_line(row.seconds[side])
             ratio = f"{moka_med / med:.2f}x" if moka_med is not None and side != MOKA else ""
             out.append(f"| {row.key} | {side} | {lo:.2f} s | {med:.2f} s | {ratio} | {row.target} |")
