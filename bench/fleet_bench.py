@@ -71,14 +71,15 @@ sys.path.insert(0, str(ROOT / "tests"))  # promote_support: stand-in and synthet
 from promote_support import Pushed, push_image, ready_in_test, tar_layer
 
 from moka_images.adapters import run
-from moka_images.adapters.copy import TagSet, blobs_of, copy_image, set_tags, walk
+from moka_images.adapters.blob_cache import BlobLocations
+from moka_images.adapters.copy import CopyStats, TagSet, blobs_of, copy_image, set_tags, walk
 from moka_images.adapters.registry import RegistryClient, digest_of, is_local
 from moka_images.config.manifests import load_declarations
 from moka_images.config.settings import Settings, load_settings
 from moka_images.models import PROMOTION_TYPE, SCAN_TYPE, SMOKE_TYPE, Digest, Environment, ImageRef, Platform
 from moka_images.plan.graph import BuildTag, rolling_tags
 from moka_images.stages import keys, registries
-from moka_images.stages.promote.apply import promote
+from moka_images.stages.promote.apply import blob_cache_path, promote
 from moka_images.stages.verify import attestations, signing
 from moka_images.stages.verify import scan as scan_stage
 from moka_images.stages.verify.attestations import AttestationKind
@@ -307,11 +308,15 @@ def raw_limit(world: World) -> float | None:
 # ---- copy sides ----------------------------------------------------------------------------------------
 
 
-def moka_copy(world: World, dst: RegistryClient, dst_repo: str) -> None:
-    stats = copy_image(world.client(TEST), world.src_repo, dst, dst_repo, world.digest, workers=world.jobs)
+def moka_copy(world: World, dst: RegistryClient, dst_repo: str) -> CopyStats:
+    """The copy engine as a promotion drives it: with this machine's blob-location cache (what `land` passes)."""
+    with BlobLocations(blob_cache_path(world.settings)) as cache:
+        stats = copy_image(world.client(TEST), world.src_repo, dst, dst_repo, world.digest, workers=world.jobs,
+                           cache=cache)
     set_tags(dst, dst_repo, world.digest, [TagSet(t, dst.head_manifest(dst_repo, t)) for t in (world.build, "latest")])
     say(f"  moka: {stats.blobs_copied} copied ({stats.bytes_copied / 1e6:.0f} MB), {stats.blobs_mounted} mounted, "
         f"{stats.blobs_present} present")
+    return stats
 
 
 def skopeo_copy(world: World, registry: str, dst_repo: str) -> None:
@@ -348,13 +353,16 @@ def row_copy(world: World, rounds: int, raw: float | None) -> Row:
     for r in range(rounds):
         base = f"bench-fleet-{world.run_id}/copy-r{r}"
         limited("setup P", lambda base=base: skopeo_copy(world, world.registry(DEV), f"{base}/p"), world.limit)
+        # and moka-images' cache learns P as skopeo's did (everything is there: nothing moves)
+        limited("setup P (moka's cache)", lambda base=base: moka_copy(world, dev, f"{base}/p"), world.limit)
         for side in rotated(COPY_SIDES, r):
             slug = side.split()[0]
             dst_repo = f"{base}/q-{slug}"
             attempt(row, side, f"copy r{r} {side}", lambda side=side, dst_repo=dst_repo: run_copy_side(
                 world, side, dev, dst_repo), world.limit)
-    row.facts.append(f"P filled by skopeo each round (untimed), so skopeo's blob-info cache knows the layers are in "
-                     f"dev/P; {world.total_bytes / 1e6:.0f} MB in {len(world.blob_sizes)} blobs")
+    row.facts.append(f"P filled by skopeo each round (untimed), then copied into again by moka-images (nothing "
+                     f"moves), so both blob-location caches know the layers are in dev/P; "
+                     f"{world.total_bytes / 1e6:.0f} MB in {len(world.blob_sizes)} blobs")
     if dev.head_manifest(world.src_repo, "latest") is not None:
         row.facts.append(f"cosign copy (go-containerregistry) asks the target to mount each blob from the source's "
                          f"repository name, and dev has {world.src_repo} too: it mounts rather than uploads")
