@@ -63,7 +63,6 @@ def check_services(settings: Settings) -> list[Check]:
     return [Check(name, is_ready(d), "answers" if is_ready(d) else "not answering", fix) for name, d in targets]
 
 
-
 def check_blob_mounting(settings: Settings) -> list[Check]:
     """ECR's blob mounting account setting per environment: enabled, disabled, or what could not be learned.
 
