@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -14,7 +14,7 @@ from moka_images.plan.promotion import GateResult, smoke_covers
 from moka_images.stages import keys, registries
 from moka_images.stages.promote.inventory import Source, attestation_digests, predicate_key
 from moka_images.stages.verify import attestations, scan, signing
-from moka_images.stages.verify.attestations import AttestationKind
+from moka_images.stages.verify.attestations import Attestation, AttestationKind
 
 
 def signature_gate(settings: Settings, source: Source) -> GateResult:
@@ -29,13 +29,13 @@ def signature_gate(settings: Settings, source: Source) -> GateResult:
 
 
 def scan_gate(settings: Settings, source: Source, target: Environment, client: Registry,
-              evidence: Mapping[str, str], today: date) -> GateResult:
+              evidence: Mapping[str, str], found: Sequence[Attestation], today: date) -> GateResult:
     """The scan passes the target environment's policy.
 
     The attested scan's reports are judged when the predicate carries them; otherwise the image is scanned
     (trivy per platform, cached by platform digest and DB, so usually no work) and judged.
     """
-    attested = attestations.read_attestations(settings, source.env, source.ref, AttestationKind.SCAN)
+    attested = [a for a in found if a.kind is AttestationKind.SCAN]
     latest = attested[-1] if attested else None
     facts: dict[str, Any] = {"policy": str(settings.policy_path(target).relative_to(settings.root))
                              if settings.policy_path(target).is_relative_to(settings.root)
@@ -64,15 +64,15 @@ def scan_gate(settings: Settings, source: Source, target: Environment, client: R
     return GateResult("scan", False, f"blocked by {target} policy: {'; '.join(shown[:4])}{more}", facts)
 
 
-def smoke_gate(settings: Settings, source: Source, evidence: Mapping[str, str]) -> GateResult:
+def smoke_gate(source: Source, evidence: Mapping[str, str], found: Sequence[Attestation]) -> GateResult:
     """Smoke passed on every platform of the index: the newest attested result.
 
     Never runs the suite: a gate only reads evidence (the pipeline and `moka-images smoke` run suites), so
     neither a dry run nor an untrusted image ever executes anything.
     """
     digest = source.candidate.digest
-    attested = [a for a in attestations.read_attestations(settings, source.env, source.ref, AttestationKind.SMOKE)
-                if (a.predicate.get("image") or {}).get("digest") == str(digest)]
+    attested = [a for a in found if a.kind is AttestationKind.SMOKE
+                and (a.predicate.get("image") or {}).get("digest") == str(digest)]
     if not attested:
         return GateResult("smoke", False, f"no smoke result attested for {digest.short}; run `moka-images smoke "
                                           f"{source.name}@{digest} --env {source.env} --attest`", {"attestation": None})
@@ -92,6 +92,10 @@ def world_gates(settings: Settings, source: Source, target: Environment, client:
     signature = signature_gate(settings, source)
     if not signature.passed:
         return (signature,)
-    evidence = attestation_digests(client, source.repository, source.candidate.digest)
-    scanned = scan_gate(settings, source, target, client, evidence, datetime.now(UTC).date())
-    return signature, scanned, smoke_gate(settings, source, evidence)
+    # What both gates judge, read and verified once (the SBOMs, megabytes each, are not even fetched).
+    judged = (AttestationKind.SCAN, AttestationKind.SMOKE)
+    found = attestations.read_attestations(settings, source.env, source.ref, judged)
+    evidence = attestation_digests(client, source.repository, source.candidate.digest,
+                                   {attestations.predicate_type(k) for k in judged})
+    scanned = scan_gate(settings, source, target, client, evidence, found, datetime.now(UTC).date())
+    return signature, scanned, smoke_gate(source, evidence, found)

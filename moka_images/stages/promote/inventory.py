@@ -6,13 +6,14 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import semver
 
 from moka_images import log
+from moka_images.adapters import cosign
 from moka_images.adapters.registry import Registry
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError
@@ -66,13 +67,19 @@ def predicate_key(predicate_type: str, predicate: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps([predicate_type, predicate], sort_keys=True).encode()).hexdigest()
 
 
-def attestation_digests(client: Registry, repository: str, digest: Digest) -> dict[str, str]:
-    """Digest of the DSSE envelope holding each attestation on `digest`, by predicate fingerprint: the evidence."""
-    tag = f"sha256-{digest.hex}.att"
-    if client.head_manifest(repository, tag) is None:
+def attestation_digests(client: Registry, repository: str, digest: Digest,
+                        predicate_types: Collection[str]) -> dict[str, str]:
+    """Digest of the DSSE envelope holding each attestation of `predicate_types` on `digest`, by predicate
+    fingerprint: the evidence. Layers cosign annotated with another type are not fetched."""
+    tag = cosign.attestation_tag(digest)
+    found = client.head_manifest(repository, tag)
+    if found is None:
         return {}
     out = {}
-    for layer in client.get_manifest(repository, tag).json.get("layers", []):
+    for layer in client.get_manifest(repository, str(found)).json.get("layers", []):
+        said = (layer.get("annotations") or {}).get(cosign.PREDICATE_TYPE_ANNOTATION)
+        if said and said not in predicate_types:
+            continue
         try:
             envelope = json.loads(client.get_blob(repository, Digest(layer["digest"])))
             statement = json.loads(base64.b64decode(envelope["payload"]))

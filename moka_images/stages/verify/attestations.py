@@ -187,8 +187,7 @@ def audit(settings: Settings, environment: Environment, digest_ref: ImageRef, ki
 
 
 def read_attestations(settings: Settings, environment: Environment, digest_ref: ImageRef,
-                      kind: AttestationKind | str | None = None, *,
-                      trusted: Sequence[Environment] | None = None) -> list[Attestation]:
+                      kind: Kinds = None, *, trusted: Sequence[Environment] | None = None) -> list[Attestation]:
     """Verified attestations (of `kind`) on `digest_ref`, oldest first; rejected ones are logged, not returned.
 
     `trusted` narrows whose keys count (default: `environment`'s and every earlier environment's).

@@ -113,9 +113,9 @@ def w(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
         return GateResult(name, ok, f"{name} {'passes' if ok else 'fails'} (fake)", {"fake": True})
 
     monkeypatch.setattr(gates, "signature_gate", lambda settings, source: verdict("signature", source, source.env))
-    monkeypatch.setattr(gates, "scan_gate", lambda settings, source, target, client, evidence, today:
+    monkeypatch.setattr(gates, "scan_gate", lambda settings, source, target, client, evidence, found, today:
                         verdict("scan", source, target))
-    monkeypatch.setattr(gates, "smoke_gate", lambda settings, source, evidence: verdict("smoke", source, source.env))
+    monkeypatch.setattr(gates, "smoke_gate", lambda source, evidence, found: verdict("smoke", source, source.env))
     monkeypatch.setattr(prepare_module, "signature_gate", gates.signature_gate)
 
     def ensure(settings: Settings, env: Environment, repository: str, protected: Any = None) -> list[str]:
