@@ -1,9 +1,9 @@
-"""Frozen values used everywhere: platforms, digests, image references, input files, environments."""
+"""Frozen values used everywhere: platforms, digests, image references, input files, JARs, environments."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from functools import total_ordering
 
@@ -131,6 +131,35 @@ class InputFile:
     path: str
     sha256: str
     executable: bool = False
+
+
+@dataclass(frozen=True, order=True)
+class JvmJar:
+    """One JAR from a Maven repository: its coordinate, its file name there and in SPARK_HOME/jars, and sha256."""
+
+    group: str
+    artifact: str
+    version: str
+    file: str
+    sha256: str
+    # The Java packages its classes are in, where read (resolution reads them; a lock does not keep them).
+    packages: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    @property
+    def coordinate(self) -> str:
+        """`group:artifact:version`."""
+        return f"{self.group}:{self.artifact}:{self.version}"
+
+
+@dataclass(frozen=True)
+class ShippedJar:
+    """A JAR an image already has on Spark's classpath: its Maven group and artifact (group None when the JAR
+    does not say, and the artifact is read from its file name) and the Java packages its classes are in."""
+
+    file: str
+    group: str | None
+    artifact: str
+    packages: frozenset[str] = frozenset()
 
 
 @total_ordering

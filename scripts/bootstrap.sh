@@ -12,7 +12,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 apt_packages=(docker.io qemu-user-static binfmt-support docker-registry debootstrap skopeo
-              apache2-utils iproute2 openjdk-17-jdk-headless zstd chromium strace)
+              apache2-utils iproute2 openjdk-17-jdk-headless maven zstd chromium strace)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

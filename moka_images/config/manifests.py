@@ -12,13 +12,23 @@ import os
 import re
 import stat
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import semver
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
+from moka_images.config.jvm import (
+    TEAM_LOCK_SUFFIX,
+    JvmLock,
+    JvmSpec,
+    LockContext,
+    base_lock_line,
+    base_lock_name,
+    check_lock,
+    team_lock_path,
+)
 from moka_images.config.validation import Strict, problem, read
 from moka_images.errors import ConfigError, ManifestError, ValidationProblem
 from moka_images.models import InputFile, Platform
@@ -293,6 +303,7 @@ class TeamManifest(Strict):
     files: list[FileSpec] = Field(default_factory=list, max_length=50)
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=50)
     smoke: SmokeSpec | None = None
+    jvm: JvmSpec | None = None
 
     @field_validator("team")
     @classmethod
@@ -348,6 +359,7 @@ class SparkLine(Strict):
     line: str
     version: SemVer
     spark_version: str
+    jvm: JvmSpec | None = None  # JARs added to Spark's own, pinned by the line's lock
 
     @field_validator("line")
     @classmethod
@@ -405,11 +417,22 @@ class BaseImage:
     source: str  # the declaring file, e.g. images/spark/image.yaml
     matrix: BaseMatrix
     line: SparkLine
+    lock: JvmLock | None = None  # read once the line's `jvm` and its lock are checked
 
     @property
     def version(self) -> str:
         """The image's version."""
         return self.line.version
+
+    @property
+    def jvm(self) -> JvmSpec | None:
+        """The line's JVM packages."""
+        return self.line.jvm
+
+    @property
+    def lock_path(self) -> str:
+        """Root-relative path of the line's JVM lock."""
+        return f"{self.folder}/{base_lock_name(self.line.line)}"
 
     @property
     def dockerfile(self) -> str:
@@ -429,7 +452,8 @@ class BaseImage:
     def key_declaration(self) -> dict[str, Any]:
         """What the content key sees of the declaration: everything but the version."""
         return {"family": self.matrix.name, "description": self.matrix.description,
-                "dockerfile": self.matrix.dockerfile, **self.line.model_dump(mode="json", exclude={"version"})}
+                "dockerfile": self.matrix.dockerfile,
+                **self.line.model_dump(mode="json", exclude=_unkeyed(self.line.jvm))}
 
 
 @dataclass(frozen=True)
@@ -440,6 +464,7 @@ class TeamImage:
     folder: str  # root-relative, e.g. manifests/data-eng
     source: str  # e.g. manifests/data-eng/etl-jobs.yaml
     lines: Mapping[str, int] = field(default_factory=dict, compare=False)  # each top-level key's line in source
+    lock: JvmLock | None = None  # read once its `jvm` and its lock are checked
 
     @property
     def name(self) -> str:
@@ -461,9 +486,27 @@ class TeamImage:
         """Platforms to build for."""
         return [Platform.parse(p) for p in self.manifest.platforms]
 
+    @property
+    def jvm(self) -> JvmSpec | None:
+        """The image's JVM packages."""
+        return self.manifest.jvm
+
+    @property
+    def lock_path(self) -> str:
+        """Root-relative path of its JVM lock, beside the manifest."""
+        return team_lock_path(self.source)
+
     def key_declaration(self) -> dict[str, Any]:
         """What the content key sees of the declaration: everything but the version."""
-        return self.manifest.model_dump(mode="json", exclude={"version"})
+        return self.manifest.model_dump(mode="json", exclude=_unkeyed(self.manifest.jvm))
+
+
+def _unkeyed(jvm: JvmSpec | None) -> set[str]:
+    # Without `jvm` a declaration keeps the key it had before the field existed: no image has to be bumped.
+    return {"version"} if jvm is not None else {"version", "jvm"}
+
+
+ImageT = TypeVar("ImageT", BaseImage, TeamImage)
 
 
 @dataclass(frozen=True)
@@ -559,13 +602,21 @@ def read_declarations(root: Path) -> Reading:
     """Read images/ and every file under manifests/, collecting every problem instead of stopping at one.
 
     A file under manifests/ is either a team manifest, manifests/<team>/<name>.yaml, or a file one of the team's
-    manifests uses (a `files` source, or below it, or its `smoke.job`). Anything else is a problem: a manifest
-    that is not read would otherwise be ignored without a word. Bytecode caches are left out, as in the build.
+    manifests uses (a `files` source, or below it, its `smoke.job`, or its JVM lock <name>.jvm.lock). Anything
+    else is a problem: a manifest that is not read would otherwise be ignored without a word. Bytecode caches are
+    left out, as in the build.
+
+    An image declaring `jvm` needs its lock, in step with the declaration (and a team image's with its base):
+    its problems are the lock file's. The image stays among the declarations without its lock, so that
+    `moka-images lock` can write one.
     """
     problems: list[ValidationProblem] = []
     bases, names, unread = _load_bases(root, problems)
     refs: list[BaseRef] = []
     teams = _load_teams(root, problems, refs)
+    bases = [_with_lock(root, b, None, problems) for b in bases]
+    by_name = {b.name: b for b in bases}
+    teams = [_with_lock(root, t, by_name.get(t.base), problems) for t in teams]
     seen: dict[str, str] = {}
     everyone: list[BaseImage | TeamImage] = [*bases, *teams]
     for image in everyone:
@@ -576,6 +627,28 @@ def read_declarations(root: Path) -> Reading:
         seen.setdefault(image.name, image.source)
     return Reading(Declarations(root, tuple(bases), tuple(teams)), tuple(problems), frozenset(names),
                    frozenset(unread), tuple(refs))
+
+
+def lock_context(image: BaseImage | TeamImage, base: BaseImage | None) -> LockContext | None:
+    """What the image's JVM lock must agree with (`base`: a team image's base, if it could be read); None
+    without `jvm`."""
+    if image.jvm is None:
+        return None
+    if isinstance(image, BaseImage):
+        return LockContext(image.name, image.jvm, f"line {image.line.line} of {image.source}",
+                           image.line.spark_version)
+    # A base that is not an approved one is its manifest's problem, named there: the lock is not judged on it too.
+    return LockContext(image.name, image.jvm, image.source, base.line.spark_version if base else None,
+                       image.base if base else None, tuple(j.jar for j in base.lock.jars) if base and base.lock else ())
+
+
+def _with_lock(root: Path, image: ImageT, base: BaseImage | None, problems: list[ValidationProblem]) -> ImageT:
+    context = lock_context(image, base)
+    if context is None:
+        return image
+    lock, bad = check_lock(root, image.lock_path, context)
+    problems += bad
+    return replace(image, lock=lock)
 
 
 def _load_bases(root: Path, problems: list[ValidationProblem]) -> tuple[list[BaseImage], set[str], set[str]]:
@@ -599,11 +672,25 @@ def _load_bases(root: Path, problems: list[ValidationProblem]) -> tuple[list[Bas
         if matrix is not None:
             found += [BaseImage(f"{matrix.name}-{line.line}", folder.relative_to(root).as_posix(), shown, matrix, line)
                       for line in matrix.lines]
+            problems += _stray_base_locks(root, folder, matrix)
         elif doc is None:
             unread.add(folder.name)
         else:  # `name` must be the folder's; the lines that can be read are the bases it meant to declare
             names |= {f"{folder.name}-{line}" for line in _declared_lines(doc.data)}
     return found, names | {b.name for b in found}, unread
+
+
+def _stray_base_locks(root: Path, folder: Path, matrix: BaseMatrix) -> list[ValidationProblem]:
+    """A lock in a family's folder that no line declaring `jvm` uses: it would be read by nothing."""
+    used = {base_lock_name(line.line) for line in matrix.lines if line.jvm is not None}
+    out = []
+    for path in sorted(folder.iterdir()):
+        line = base_lock_line(path.name)
+        if line is not None and path.name not in used:
+            out.append(ValidationProblem(path.relative_to(root).as_posix(), "", f"no line of {BASE_FILE} declares "
+                                         f"`jvm` for this lock", f"remove it, or declare `jvm` on line {line} and run "
+                                         f"`moka-images lock {matrix.name}-{line}`"))
+    return out
 
 
 def _declared_lines(data: Any) -> list[str]:
@@ -661,7 +748,7 @@ def _load_team(root: Path, folder: Path, problems: list[ValidationProblem], refs
         if manifest is not None and doc is not None:
             found.append(TeamImage(manifest, folder.relative_to(root).as_posix(), shown, doc.key_lines()))
         valid = valid and manifest is not None
-        used += _used(doc.data if doc is not None else None)
+        used += _used(rel, doc.data if doc is not None else None)
     for rel, path in entries:
         if "/" not in rel and rel.endswith(".yaml") or any(rel == u or rel.startswith(u + "/") for u in used):
             continue
@@ -673,14 +760,16 @@ def _load_team(root: Path, folder: Path, problems: list[ValidationProblem], refs
     return found
 
 
-def _used(data: Any) -> list[str]:
-    """The paths, relative to the team folder, that a manifest's `files` and `smoke.job` name (read from its data,
-    so that those of a manifest with problems count too)."""
+def _used(rel: str, data: Any) -> list[str]:
+    """The paths, relative to the team folder, that the manifest at `rel` uses: what its `files` and `smoke.job`
+    name, and its JVM lock if it declares `jvm` (read from its data, so that those of a manifest with problems
+    count too)."""
     if not isinstance(data, dict):
         return []
     files, smoke = data.get("files"), data.get("smoke")
     used = [f["src"] for f in files if isinstance(f, dict) and isinstance(f.get("src"), str)] \
         if isinstance(files, list) else []
+    used += [team_lock_path(rel)] if "jvm" in data else []
     return used + ([smoke["job"]] if isinstance(smoke, dict) and isinstance(smoke.get("job"), str) else [])
 
 
@@ -699,6 +788,13 @@ def _team_entries(folder: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:
 
 def _stray(root: Path, folder: Path, rel: str, path: Path) -> ValidationProblem:
     shown, team = path.relative_to(root).as_posix(), folder.name
+    if rel.endswith(TEAM_LOCK_SUFFIX) and "/" not in rel:
+        manifest = rel.removesuffix(TEAM_LOCK_SUFFIX) + ".yaml"
+        if (folder / manifest).is_file():
+            return ValidationProblem(shown, "", f"{manifest} declares no `jvm`, so nothing uses this lock",
+                                     f"remove it, or declare `jvm.packages` in {manifest} and run `moka-images lock`")
+        return ValidationProblem(shown, "", f"a JVM lock sits beside its manifest, and there is no {manifest}",
+                                 "remove it, or rename it after its manifest")
     if _is_yaml(path.name) and "/" not in rel:
         return ValidationProblem(shown, "", "manifests end in .yaml, so this file is not read",
                                  f"rename it to {path.name.rsplit('.', 1)[0]}.yaml")
@@ -714,19 +810,28 @@ def _stray(root: Path, folder: Path, rel: str, path: Path) -> ValidationProblem:
 def input_files(root: Path, image: BaseImage | TeamImage) -> tuple[InputFile, ...]:
     """Hashes of every file the image is built from, with paths relative to its folder.
 
-    A base image reads its whole folder except image.yaml (each line's declaration enters its key on its own,
-    so bumping one line does not change the others). A team image reads its `files` and its smoke job; its
-    manifest enters the key as a declaration, so comments and formatting change nothing.
+    A base image reads its whole folder except image.yaml and the other lines' JVM locks (each line's declaration
+    and lock enter its key on their own, so bumping one line does not change the others). A team image reads its
+    `files`, its smoke job and its JVM lock; its manifest enters the key as a declaration, so comments and
+    formatting change nothing.
     """
     folder = root / image.folder
     if isinstance(image, BaseImage):
-        paths = [p for p in _walk(folder) if p.relative_to(folder).as_posix() != BASE_FILE]
+        paths = [p for p in _walk(folder) if _base_input(image, p.relative_to(folder).as_posix())]
     else:
         paths = [src for src, _ in team_files(root, image)]
         if image.manifest.smoke:
             paths.append(folder / image.manifest.smoke.job)
+        if image.jvm is not None:
+            paths.append(root / image.lock_path)
     unique = {p.relative_to(folder).as_posix(): p for p in paths}
     return tuple(_hash(rel, unique[rel]) for rel in sorted(unique))
+
+
+def _base_input(image: BaseImage, rel: str) -> bool:
+    """Whether the file at `rel` in a base's folder is an input of the line: not image.yaml, and no other
+    line's JVM lock."""
+    return rel != BASE_FILE and base_lock_line(rel) in (None, image.line.line)
 
 
 def team_files(root: Path, image: TeamImage) -> list[tuple[Path, PurePosixPath]]:
@@ -757,4 +862,5 @@ def watched_paths(image: BaseImage | TeamImage) -> tuple[str, ...]:
     spec = image.manifest
     extra = [f"{image.folder}/{f.src}" for f in spec.files]
     extra += [f"{image.folder}/{spec.smoke.job}"] if spec.smoke else []
+    extra += [image.lock_path] if spec.jvm else []
     return (image.source, *extra)

@@ -53,6 +53,15 @@ class TrivySettings(Strict):
     java_db_repository: str = "trivy-java-db"
 
 
+class SmokeS3Settings(Strict):
+    """Where the smoke suite's S3A round trip writes (and then deletes what it wrote)."""
+
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="an existing bucket")
+    prefix: str = Field(default="moka-smoke", pattern=r"^[A-Za-z0-9._/-]+$")
+    endpoint: str | None = Field(default=None, description="an S3-compatible endpoint; none: AWS S3 itself")
+    path_style: bool = Field(default=False, description="bucket in the path, as S3 stand-ins need")
+
+
 class Settings(Strict):
     """Everything a run needs to know about where things live."""
 
@@ -67,6 +76,7 @@ class Settings(Strict):
     ecr: EcrSettings
     environments: dict[Environment, EnvironmentSettings]
     local_stack: bool = False
+    smoke_s3: SmokeS3Settings | None = None
 
     @field_validator("platforms")
     @classmethod
@@ -118,6 +128,7 @@ class _Profile(Strict):
     ecr: EcrSettings
     environments: dict[Environment, EnvironmentSettings]
     local_stack: bool = False
+    smoke_s3: SmokeS3Settings | None = None
 
 
 class _ConfigFile(Strict):

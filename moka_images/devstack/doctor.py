@@ -21,6 +21,7 @@ _TOOLS = {
     "docker-registry": ["docker-registry", "--version"],
     "moto_server": ["moto_server", "--help"],
     "java": ["java", "-version"],
+    "mvn": ["mvn", "-B", "-Dstyle.color=never", "--version"],
     "qemu-aarch64-static": ["qemu-aarch64-static", "--version"],
 }
 

@@ -26,21 +26,22 @@ from moka_images.adapters.host import native_platform
 from moka_images.errors import CommandFailed, ServiceError
 from moka_images.models import ImageRef, Platform
 from moka_images.smoke.results import AppOutput
-from moka_images.smoke.runner import DRIVER_ENV, spark_submit_args
+from moka_images.smoke.runner import DRIVER_ENV, application_args, spark_submit_args
 from moka_images.smoke.stuck_forks import ForkWatch
-from moka_images.smoke.suite import PAYLOAD_DIR, SparkApp
+from moka_images.smoke.suite import PAYLOAD_DIR, PROPERTIES_FILE, SparkApp
 
 
 def container_args(app: SparkApp) -> list[str]:
     """The container's command: `driver ...` for the image's Kubernetes entrypoint, else `spark-submit ...`.
 
-    Driver mode gets what Spark on Kubernetes gives a driver pod; the entrypoint itself adds the bind
-    address, so passing `--deploy-mode client` again is harmless (the last one wins). Pure.
+    Driver mode gets what Spark on Kubernetes gives a driver pod: its settings in a properties file
+    (suite.properties_file, copied in with the payload), then the application; the entrypoint itself adds the
+    bind address, so passing `--deploy-mode client` again is harmless (the last one wins). Pure.
     """
-    args = spark_submit_args(app)
     if app.via_entrypoint:
-        return ["driver", *args[:2], "--deploy-mode", "client", *args[2:]]
-    return ["spark-submit", *args]
+        return ["driver", "--properties-file", f"{PAYLOAD_DIR}/{PROPERTIES_FILE}", "--deploy-mode", "client",
+                *application_args(app)]
+    return ["spark-submit", *spark_submit_args(app)]
 
 
 HOSTNAME = "moka-smoke"
@@ -52,10 +53,16 @@ LABEL = "moka-images.smoke"
 
 def create_argv(app: SparkApp, image: ImageRef, platform: Platform, name: str, *, emulated: bool,
                 run_id: str) -> list[str]:
-    """`docker create` for one application, pinned to the per-platform digest, labelled with the run. Pure."""
-    argv = ["docker", "create", "--name", name, "--platform", str(platform), "--network", "none",
-            "--hostname", HOSTNAME, "--add-host", f"{HOSTNAME}:127.0.0.1", "--label", f"{LABEL}={run_id}"]
-    env = {**DRIVER_ENV, **({"JAVA_TOOL_OPTIONS": EMULATED_JAVA_OPTIONS} if emulated else {})}
+    """`docker create` for one application, pinned to the per-platform digest, labelled with the run. Pure.
+
+    An application that must reach a service on the host's loopback (the local S3 stand-in) shares the host's
+    network; every other one has none.
+    """
+    network = ["--network", "host"] if app.host_network else [
+        "--network", "none", "--hostname", HOSTNAME, "--add-host", f"{HOSTNAME}:127.0.0.1"]
+    argv = ["docker", "create", "--name", name, "--platform", str(platform), *network,
+            "--label", f"{LABEL}={run_id}"]
+    env = {**DRIVER_ENV, **dict(app.env), **({"JAVA_TOOL_OPTIONS": EMULATED_JAVA_OPTIONS} if emulated else {})}
     for key, value in env.items():
         argv += ["--env", f"{key}={value}"]
     return [*argv, str(image), *container_args(app)]

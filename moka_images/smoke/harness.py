@@ -19,7 +19,17 @@ from moka_images.smoke.results import (
     job_results,
 )
 from moka_images.smoke.runner import Runner
-from moka_images.smoke.suite import JAR_NAME, JobKind, JobSpec, SparkApp, payload_files, plan_apps
+from moka_images.smoke.suite import (
+    JAR_NAME,
+    PROPERTIES_FILE,
+    JobKind,
+    JobSpec,
+    S3Target,
+    SparkApp,
+    payload_files,
+    plan_apps,
+    properties_file,
+)
 
 # Builds the JVM job's jar for an image (per-platform ref).
 JarProvider = Callable[[ImageRef, Platform], bytes]
@@ -33,10 +43,11 @@ def run_suite(
     jar_provider: JarProvider,
     *,
     workers: int = 1,
+    s3: S3Target | None = None,
 ) -> SuiteResult:
     """Run `jobs` on each platform's digest of `index`; a mismatch between platforms fails the suite."""
     started = _now()
-    apps = plan_apps(jobs)
+    apps = plan_apps(jobs, s3)
     todo = sorted(platforms.items())
     if workers <= 1:
         # In this thread, so that Ctrl-C reaches the running container (a pool would finish its work first).
@@ -64,6 +75,8 @@ def _run_platform(index: ImageRef, platform: Platform, digest: Digest, apps: lis
                 app_files = dict(files)
                 if any(j.kind is JobKind.JVM for j in app.jobs):
                     app_files[JAR_NAME] = jar_provider(image, platform)
+                if app.via_entrypoint:
+                    app_files[PROPERTIES_FILE] = properties_file(app)
                 output = runner.run(app, image, platform, app_files)
             except MokaError as exc:
                 results += _errors([app], platform, f"cannot run {app.name}", exc)

@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 from moka_images.models import Digest, ImageRef, Platform
+from moka_images.smoke.host_checks import HOST_CHECKS
 from moka_images.smoke.suite import RESULT_PREFIX, JobKind, JobSpec, SparkApp
 
 LOG_TAIL_LINES = 40
@@ -199,6 +200,11 @@ def _from_record(job: JobSpec, platform: Platform, record: dict[str, Any], secon
         # An application of one job that reported success and then crashed did not pass.
         status, message = Status.ERROR, f"reported success, then exited {out.exit_code}"
     value = record.get("value")
+    if status is Status.PASSED and job.kind is JobKind.PYSPARK and job.name in HOST_CHECKS:
+        # Docker keeps the driver's stderr apart; `kubectl logs` gives both streams as one.
+        value, problem = HOST_CHECKS[job.name](value, f"{out.stderr}\n{out.stdout}")
+        if problem:
+            status, message = Status.FAILED, problem
     if job.kind is JobKind.TEAM and status is Status.PASSED:
         status, value, message = _team_outcome(job, (value or {}).get("output") if isinstance(value, dict) else None)
     tail = None if status is Status.PASSED else log_tail(log)

@@ -14,7 +14,6 @@ DRIVER_ENV: Mapping[str, str] = {
     "SPARK_DRIVER_BIND_ADDRESS": "127.0.0.1",
     "SPARK_LOCAL_IP": "127.0.0.1",
     "SPARK_USER": "spark",
-    "SPARK_APPLICATION_ID": "spark-moka-smoke",
 }
 
 
@@ -36,6 +35,9 @@ def spark_submit_args(app: SparkApp) -> list[str]:
     args = ["--master", conf.pop("spark.master")] if "spark.master" in conf else []
     for key, value in conf.items():
         args += ["--conf", f"{key}={value}"]
-    if app.main_class:
-        args += ["--class", app.main_class]
-    return [*args, app.resource, *app.app_args]
+    return [*args, *application_args(app)]
+
+
+def application_args(app: SparkApp) -> list[str]:
+    """The application itself: its main class, resource and arguments. Pure."""
+    return [*(["--class", app.main_class] if app.main_class else []), app.resource, *app.app_args]

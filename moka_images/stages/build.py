@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from moka_images import log, metrics
-from moka_images.adapters import buildx, git, wheelhouse
+from moka_images.adapters import buildx, git, maven, wheelhouse
 from moka_images.adapters.registry import Registry
-from moka_images.config.manifests import BaseImage, TeamImage, load_declarations, team_files
+from moka_images.config.jvm import base_lock_line
+from moka_images.config.manifests import BASE_FILE, BaseImage, TeamImage, load_declarations, team_files
 from moka_images.config.settings import Settings
 from moka_images.errors import ConfigError, PlanRefused
 from moka_images.models import Digest, Environment, ImageRef, Platform
@@ -247,19 +248,28 @@ def _merge(settings: Settings, client: Registry, image: BaseImage | TeamImage, t
 
 
 def _prepare_context(settings: Settings, image: BaseImage | TeamImage, platform: Platform, context: Path) -> Path:
-    """Lay out a build context for one platform; returns its Dockerfile."""
+    """Lay out a build context for one platform; returns its Dockerfile.
+
+    A base's context always has jars/ (empty for a line without JVM packages: its Dockerfile copies it either
+    way); a team image's has it only when its lock adds JARs.
+    """
     cache = settings.home / "cache"
     if isinstance(image, BaseImage):
         folder = settings.root / image.folder
         for item in folder.iterdir():
-            if item.name != "image.yaml":
+            if item.name != BASE_FILE and base_lock_line(item.name) is None:
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, context / item.name)
         wheelhouse.copy_into(wheelhouse.resolve(image.python_pins, platform, cache), context / "wheels")
+        (context / "jars").mkdir(exist_ok=True)
+        _place_jars(settings, image, context / "jars")
         return context / image.matrix.dockerfile
     spec = image.manifest
     pins = list(spec.python.packages) if spec.python else []
     if pins:
         wheelhouse.copy_into(wheelhouse.resolve(pins, platform, cache), context / "wheels")
+    has_jars = bool(image.lock and image.lock.jars)
+    if has_jars:
+        _place_jars(settings, image, context / "jars")
     files = team_files(settings.root, image)
     for src, dest in files:
         target = context / "app" / dest.relative_to("/opt/app")
@@ -269,9 +279,17 @@ def _prepare_context(settings: Settings, image: BaseImage | TeamImage, platform:
         shutil.copy2(settings.root / image.folder / spec.smoke.job, context / "smoke.py")
     dockerfile = context / "Dockerfile"
     dockerfile.write_text(team_recipe.render(
-        apt_packages=list(spec.apt.packages) if spec.apt else [], has_wheels=bool(pins), has_files=bool(files),
-        has_smoke=spec.smoke is not None, env=dict(spec.env or {})))
+        apt_packages=list(spec.apt.packages) if spec.apt else [], has_wheels=bool(pins), has_jars=has_jars,
+        has_files=bool(files), has_smoke=spec.smoke is not None, env=dict(spec.env or {})))
     return dockerfile
+
+
+def _place_jars(settings: Settings, image: BaseImage | TeamImage, destination: Path) -> None:
+    """The JARs of the image's JVM lock, fetched on the host (through a cache keyed by their sha256) and checked
+    against it: the build itself reaches no Maven repository."""
+    if image.lock is not None:
+        maven.place_jars([j.jar for j in image.lock.jars], image.lock.repository, settings.home / "cache" / "jars",
+                         destination, image.lock_path)
 
 
 def _move_rolling_tags(client: Registry, repo: str, name: str, tag: str, index: Digest) -> list[str]:

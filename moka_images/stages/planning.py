@@ -57,7 +57,8 @@ def graph_of(declarations: Declarations) -> Graph:
         if isinstance(image, BaseImage):
             recipe, paths, base = "", watched_paths(image), None
         else:
-            recipe, paths, base = team_recipe.recipe_hash(), (*watched_paths(image), *TEAM_RECIPE_PATHS), image.base
+            recipe = team_recipe.recipe_hash(has_jars=bool(image.lock and image.lock.jars))
+            paths, base = (*watched_paths(image), *TEAM_RECIPE_PATHS), image.base
         key = own_key(image.key_declaration(), input_files(root, image), recipe)
         nodes.append(Node(image.name, image.version, key, base, image.source, paths))
     return Graph(nodes)

@@ -38,8 +38,9 @@ def tree(tmp_path: Path, stack: Settings) -> Path:
     spark.mkdir(parents=True)
     doc = yaml.safe_load((stack.root / "images" / "spark" / "image.yaml").read_text())
     # New inputs on every run, so new build tags; and a higher version, since versions only go up.
-    doc["lines"] = [{**line, "version": f"1.0.{time.time_ns() // 1000}"} for line in doc["lines"]
-                    if line["line"] == "3.5"]
+    # No JVM packages either: the two-line Dockerfile copies none, and the line's lock stays behind.
+    doc["lines"] = [{**{k: v for k, v in line.items() if k != "jvm"}, "version": f"1.0.{time.time_ns() // 1000}"}
+                    for line in doc["lines"] if line["line"] == "3.5"]
     (spark / "image.yaml").write_text(yaml.safe_dump(doc))
     (spark / "Dockerfile").write_text("ARG BASE\nFROM ${BASE}\nCOPY nonce /etc/moka-nonce\n")
     (spark / "nonce").write_text(uuid.uuid4().hex + "\n")

@@ -20,16 +20,17 @@ from moka_images.adapters.registry import RegistryClient
 from moka_images.config.settings import Settings
 from moka_images.models import Digest, Environment, ImageRef, Platform
 from moka_images.smoke.docker_runner import LABEL, DockerRunner
+from moka_images.smoke.host_checks import LOG_FIELDS
 from moka_images.smoke.jar import build_jar
 from moka_images.smoke.report import junit_xml, predicate
 from moka_images.smoke.results import Status, job_results
-from moka_images.smoke.suite import BUILTIN_JOBS, JAR_NAME, JobKind, JobSpec, payload_files, plan_apps
+from moka_images.smoke.suite import APP_ID, BUILTIN_JOBS, JAR_NAME, JobKind, JobSpec, payload_files, plan_apps
 from moka_images.stages import registries
 from moka_images.stages.build import BuiltImage
 from moka_images.stages.images import index_platforms
 from moka_images.stages.verify import attestations
 from moka_images.stages.verify.attestations import AttestationKind
-from moka_images.stages.verify.smoke import smoke
+from moka_images.stages.verify.smoke import builtin_jobs, smoke
 
 pytestmark = pytest.mark.integration
 
@@ -55,23 +56,33 @@ def base_image(settings: Settings, built: dict[str, BuiltImage], line: str) -> I
 def test_suite_passes_on_both_platforms(stack: Settings, built: dict[str, BuiltImage], client: RegistryClient,
                                         line: str) -> None:
     image = base_image(stack, built, line)
+    jobs = builtin_jobs(stack)
+    assert "s3a" in {j.name for j in jobs}, "the local profile names a bucket in moto's S3"
     start = time.monotonic()
-    result = smoke(stack, TEST, image, BUILTIN_JOBS)
+    result = smoke(stack, TEST, image, jobs)
     elapsed = time.monotonic() - start
     assert result.passed, "\n".join(result.failures())
     assert [r.platform for r in result.runs] == [AMD, ARM]
     for platform_run in result.runs:
-        assert {j.job for j in platform_run.jobs} == {j.name for j in BUILTIN_JOBS}
+        assert {j.job for j in platform_run.jobs} == {j.name for j in jobs}
         # The jobs really ran on the platform's own architecture (qemu for arm64), with the image's Spark.
         jvm = next(j for j in platform_run.jobs if j.job == "jvm")
         assert jvm.info["arch"] == {"amd64": "amd64", "arm64": "aarch64"}[platform_run.platform.arch]
         assert jvm.info["spark"].startswith(line.removeprefix("spark-"))
+        # What EKS needs, on each platform: S3A through the magic committer, hadoop-aws at the client's version,
+        # both metrics endpoints, JSON log lines that carry the app id a driver pod's properties give.
+        values = {j.job: j.value for j in platform_run.jobs}
+        assert values["s3a"]["committer"] == "magic"
+        assert values["classpath"]["hadoop"] == {"spark-3.5": "3.3.4", "spark-4.0": "3.4.1"}[line]
+        assert values["metrics"]["executor_metrics"] and "jvm" in values["metrics"]["driver_sources"]
+        assert values["json_logs"] == {"fields": sorted(LOG_FIELDS), "app_id": APP_ID}
     assert result.mismatches == ()
     doc = predicate(result)
     assert doc["image"]["digest"] == str(image.digest) and doc["passed"]
     assert {p["digest"] for p in doc["platforms"]} == set(map(str, index_platforms(client, image)[1].values()))
     root = ET.fromstring(junit_xml(result))
-    assert root.get("failures") == "0" and root.get("errors") == "0" and int(root.get("tests") or 0) == 15
+    # A testcase per job on each platform, and one per job in the cross-platform comparison.
+    assert root.get("failures") == "0" and root.get("errors") == "0" and int(root.get("tests") or 0) == 3 * len(jobs)
     assert elapsed < SUITE_BUDGET_SECONDS, f"suite took {elapsed:.0f}s"
     # Attested as the pipeline does, so that later tests (the end-to-end promotion) reuse this run; read back
     # and verified with the test key.
@@ -131,7 +142,7 @@ def broken_index(settings: Settings, client: RegistryClient, base: ImageRef, nam
 @pytest.mark.parametrize(("name", "dockerfile", "cause", "arm_jobs_failing"), [
     ("spark-no-java", NO_JAVA, "java not found in image", {j.name for j in BUILTIN_JOBS}),
     ("spark-no-pyspark", NO_PYSPARK, "python cannot import pyspark",
-     {"dataframe_sql", "python_udf", "parquet", "entrypoint"}),
+     {"dataframe_sql", "python_udf", "parquet", "entrypoint", "classpath", "metrics", "json_logs"}),
 ])
 def test_broken_arm64_variant_fails_on_arm64_only(stack: Settings, built: dict[str, BuiltImage],
                                                   client: RegistryClient, tmp_path: Path, name: str, dockerfile: str,

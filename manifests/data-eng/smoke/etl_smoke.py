@@ -1,7 +1,9 @@
-"""Smoke job for data-eng/etl-jobs: config from the image, pinned packages, a small aggregation in Spark."""
+"""Smoke job for data-eng/etl-jobs: config from the image, pinned packages, a small aggregation in Spark, and an
+Avro round trip through spark-avro (a JVM package the manifest declares)."""
 
 import os
 import shutil
+import tempfile
 
 import yaml
 from pyspark.sql import SparkSession, functions as F
@@ -18,5 +20,9 @@ sales = spark.createDataFrame(
 )
 per_region = sales.groupBy("region").agg(F.sum("amount").alias("total")).orderBy("region").collect()
 print(tabulate([(r["region"], r["total"]) for r in per_region], headers=["region", config["currency"]]))
-print(f"etl-smoke ok: regions={len(per_region)} total={sum(r['total'] for r in per_region)}")
+avro_dir = os.path.join(tempfile.mkdtemp(prefix="etl-smoke-"), "sales.avro")
+sales.write.format("avro").save(avro_dir)
+back = spark.read.format("avro").load(avro_dir)
+assert sorted(back.collect()) == sorted(sales.collect()), "the Avro round trip changed the rows"
+print(f"etl-smoke ok: regions={len(per_region)} total={sum(r['total'] for r in per_region)} avro={back.count()}")
 spark.stop()

@@ -24,8 +24,11 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.request
+import uuid
 
 N = 20_000
+JSON_PROBE = "moka-smoke json probe"
 
 
 def entrypoint(spark):
@@ -105,6 +108,128 @@ def parquet(spark):
         shutil.rmtree(target, ignore_errors=True)
 
 
+def classpath(spark):
+    """The image's JARs: one version of each artifact, and hadoop-aws at exactly the Hadoop client's version."""
+    folder = os.path.join(os.environ["SPARK_HOME"], "jars")
+    found = collections.defaultdict(dict)  # artifact -> version -> a file of it
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".jar"):
+            artifact, version = jar_name(name)
+            found[artifact].setdefault(version, os.path.join(folder, name))
+    twice = {a: sorted(v) for a, v in found.items()
+             if len(v) > 1 and len({_group_id(path, a) for path in v.values()}) == 1}
+    _check(not twice, f"two versions of one artifact on the classpath: {twice}")
+    hadoop, aws = set(found.get("hadoop-client-api", {})), set(found.get("hadoop-aws", {}))
+    _check(hadoop, "no hadoop-client-api JAR in $SPARK_HOME/jars")
+    _check(aws == hadoop, f"hadoop-aws {sorted(aws) or 'missing'} is not at the Hadoop client's version {sorted(hadoop)}")
+    return {"artifacts": len(found), "hadoop": min(hadoop)}
+
+
+def jar_name(name):
+    """`artifact-1.2.3[-classifier].jar` -> ("artifact", "1.2.3"). The version starts at the last `-` before a
+    dotted number (`hive-shims-0.23-2.3.9` is hive-shims-0.23 at 2.3.9, `zstd-jni-1.5.5-4` is zstd-jni at 1.5.5),
+    and what follows it after a `-` is a build number or classifier, not the version."""
+    stem = name[: -len(".jar")]
+    cuts = [i for i, char in enumerate(stem[:-1]) if char == "-" and stem[i + 1].isdigit()]
+    dotted = [i for i in cuts if "." in stem[i + 1:].split("-")[0]]
+    if not cuts:
+        return stem, ""
+    cut = dotted[-1] if dotted else cuts[0]
+    return stem[:cut], stem[cut + 1:].split("-")[0]
+
+
+def _group_id(path, artifact):
+    """The Maven group a JAR names for `artifact` in its pom.properties, if it carries one (jline 2 and 3 are
+    two artifacts that share a file name)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as jar:
+            for entry in jar.namelist():
+                parts = entry.split("/")
+                if len(parts) == 5 and parts[:2] == ["META-INF", "maven"] and parts[3] == artifact:
+                    return parts[2]
+    except (OSError, zipfile.BadZipFile):
+        pass
+    return None
+
+
+def s3a_job(uri):
+    """Write Parquet to S3 through S3A (the image's committer), read it back, compare, then remove it."""
+
+    def run(spark):
+        from pyspark.sql.functions import col
+
+        sc = spark.sparkContext
+        jvm = sc._jvm
+        target = f"{uri.rstrip('/')}/{uuid.uuid4().hex}"
+        root = jvm.org.apache.hadoop.fs.Path(target)
+        fs = root.getFileSystem(sc._jsc.hadoopConfiguration())
+        try:
+            df = spark.range(0, N, numPartitions=2).select(
+                col("id"), (col("id") % 7).alias("k"), (col("id") * 0.25).alias("quarter"))
+            df.write.mode("overwrite").parquet(target + "/table")
+            back = spark.read.parquet(target + "/table")
+            rows = sorted((r["k"], r["n"], r["total"]) for r in back.groupBy("k").agg(
+                {"id": "count", "quarter": "sum"}).withColumnRenamed("count(id)", "n")
+                .withColumnRenamed("sum(quarter)", "total").collect())
+            want = sorted((k, len(ids), sum(i * 0.25 for i in ids))
+                          for k, ids in _group(range(N), lambda i: i % 7).items())
+            _check(rows == want, f"read back {rows[:2]}..., wrote {want[:2]}...")
+            success = jvm.org.apache.hadoop.fs.Path(target + "/table/_SUCCESS")
+            stream = fs.open(success)
+            try:
+                marker = json.loads(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8") or "{}")
+            finally:
+                stream.close()
+            committer = marker.get("committer")
+            _check(committer in ("magic", "directory", "partitioned", "staging"),
+                   f"_SUCCESS names no S3A committer ({committer!r}): the classic rename committer wrote it")
+            return {"groups": [list(r) for r in rows], "committer": committer}
+        finally:
+            fs.delete(root, True)
+
+    return run
+
+
+def _group(items, key):
+    out = collections.defaultdict(list)
+    for item in items:
+        out[key(item)].append(item)
+    return out
+
+
+def metrics(spark):
+    """Scrape the driver's Prometheus endpoints while a Spark job runs; the host parses what was read."""
+    sc = spark.sparkContext
+    url = sc.uiWebUrl
+    _check(url, "the Spark UI is off, so there is no metrics endpoint")
+    running = threading.Event()
+
+    def busy():
+        running.set()
+        sc.parallelize(range(200), 4).map(lambda x: time.sleep(0.02) or x).count()
+
+    load = threading.Thread(target=busy, daemon=True)
+    load.start()
+    running.wait(30)
+    texts = {}
+    for path in ("/metrics/prometheus", "/metrics/executors/prometheus"):
+        with urllib.request.urlopen(url.rstrip("/") + path, timeout=30) as response:
+            texts[path] = response.read().decode("utf-8")
+    load.join(60)
+    _check(all(texts.values()), f"an empty scrape: {[p for p, t in texts.items() if not t]}")
+    return {"scrapes": texts}
+
+
+def json_logs(spark):
+    """Log an error with an exception through log4j; the host reads the driver's output for JSON lines."""
+    jvm = spark.sparkContext._jvm
+    logger = jvm.org.apache.logging.log4j.LogManager.getLogger("moka.smoke")
+    logger.error(JSON_PROBE, jvm.java.lang.IllegalStateException("moka-smoke probe exception"))
+    return {"probe": JSON_PROBE, "app_id": os.environ.get("SPARK_APPLICATION_ID", "")}
+
+
 def team_job(path):
     """A team's own smoke script, run as `__main__` in this application; its output is what gets judged.
 
@@ -147,7 +272,10 @@ class _Tee(io.TextIOBase):
         return [*self.lines, self.partial] if self.partial else list(self.lines)
 
 
-JOBS = {"entrypoint": entrypoint, "dataframe_sql": dataframe_sql, "python_udf": python_udf, "parquet": parquet}
+JOBS = {"entrypoint": entrypoint, "dataframe_sql": dataframe_sql, "python_udf": python_udf, "parquet": parquet,
+        "classpath": classpath, "metrics": metrics, "json_logs": json_logs}
+# Jobs that take a parameter after `@`: a team's script path, an S3 URI.
+PARAMETER_JOBS = {"team": team_job, "s3a": s3a_job}
 
 
 class CheckFailed(Exception):
@@ -298,13 +426,14 @@ def _dump_threads(spark, worker):
 
 
 def parse_plan(argv):
-    """`NAME=SECONDS` for a built-in job, `team=SECONDS@/path/to/script.py` for a team's script."""
+    """`NAME=SECONDS` for a built-in job; `team=SECONDS@/path/to/script.py` for a team's script and
+    `s3a=SECONDS@s3a://bucket/prefix` for the S3 round trip."""
     plan = []
     for arg in argv:
         name, _, rest = arg.partition("=")
         limit, _, path = rest.partition("@")
-        if path:
-            plan.append((name, float(limit), team_job(path)))
+        if path and name in PARAMETER_JOBS:
+            plan.append((name, float(limit), PARAMETER_JOBS[name](path)))
         elif name in JOBS:
             plan.append((name, float(limit), JOBS[name]))
         else:

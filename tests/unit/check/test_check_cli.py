@@ -38,11 +38,11 @@ def test_the_project_as_committed_has_no_problem(project: Path, capsys: pytest.C
 
 
 @pytest.mark.parametrize(("rel", "old", "new", "line", "field", "message"), [
-    (ETL, "version: 1.0.1", "version: 2024-02-30", 4, "version", "`2024-02-30` is not a date"),
-    ("images/spark/image.yaml", "version: 1.0.1", "version: 2024-02-30", 9, "lines.0.version", "is not a date"),
+    (ETL, "version: 1.1.0", "version: 2024-02-30", 4, "version", "`2024-02-30` is not a date"),
+    ("images/spark/image.yaml", "version: 1.1.1", "version: 2024-02-30", 17, "lines.0.version", "is not a date"),
     (ETL, "timeout_seconds: 300", "timeout_seconds: !!int abc", 22, "smoke.timeout_seconds", "`abc` is not an integer"),
     (ETL, "timeout_seconds: 300", "timeout_seconds: !!float abc", 22, "smoke.timeout_seconds", "is not a number"),
-    (ETL, "version: 1.0.1", "version: !!timestamp soon", 4, "version", "`soon` is not a date"),
+    (ETL, "version: 1.1.0", "version: !!timestamp soon", 4, "version", "`soon` is not a date"),
     (ETL, "description: Nightly", "description: !!bool maybe #", 6, "description", "`maybe` is not true or false"),
     ("moka.yaml", "local_stack: true", "local_stack: !!bool maybe", 7, "profiles.local.local_stack",
      "`maybe` is not true or false"),
@@ -63,7 +63,7 @@ def test_each_bad_value_is_exit_2_naming_file_line_and_field(project: Path, caps
 
 def test_a_broken_image_file_does_not_hide_a_team_on_an_unknown_base(project: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    edit(project, "images/spark/image.yaml", "version: 1.0.1", "version: 2024-02-30")
+    edit(project, "images/spark/image.yaml", "version: 1.1.1", "version: 2024-02-30")
     edit(project, ETL, "base: spark-3.5", "base: spark-9")
     assert [(f, fld) for f, _, fld, _ in problems(project, capsys)] == [
         ("images/spark/image.yaml", "lines.0.version"), (ETL, "base")]
@@ -78,7 +78,7 @@ def test_an_image_file_yaml_cannot_read_leaves_its_bases_unjudged_but_not_others
 
 
 def test_every_problem_in_every_file_comes_in_one_run(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    edit(project, ETL, "version: 1.0.1", "version: 2024-02-30")
+    edit(project, ETL, "version: 1.1.0", "version: 2024-02-30")
     edit(project, ETL, "base: spark-3.5", "base: spark-9")
     edit(project, ETL, "timeout_seconds: 300", "timeout_seconds: 5")
     edit(project, "policies/prod.yaml", "max_severity_with_fix: MEDIUM", "max_severity_with_fix: SEVERE")

@@ -96,6 +96,13 @@ def line(index: int, **changes: Any) -> Callable[[Tree], None]:
     return setup
 
 
+def jvm(*packages: str, exclude: list[str] | None = None) -> Callable[[Tree], None]:
+    """Write the team manifest with a `jvm` section."""
+    return team(jvm={"packages": list(packages), **({"exclude": exclude} if exclude is not None else {})})
+
+
+JSON = "org.json:json"
+LOCK = "manifests/data-eng/etl-jobs.jvm.lock"
 BOMB = "a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: &c [*b, *b, *b, *b]\nname: *c\n"
 
 # (id, setup, [(file, field, message part, fix part or None), ...])
@@ -208,6 +215,50 @@ CASES: list[tuple[str, Callable[[Tree], None], list[tuple[str, str, str, str | N
      [(IMG, "dockerfile", "does not exist in images/spark/", None)]),
     ("base name is not its folder", bases(name="sparky"), [(IMG, "name", "does not match the folder", None)]),
     ("base matrix without lines", bases(lines=[]), [(IMG, "lines", "at least 1", None)]),
+    ("jvm package without version", jvm(JSON), [(ETL, "jvm.packages.0", "has no version", f"`{JSON}:<version>`")]),
+    ("jvm package with an empty version", jvm(f"{JSON}:"), [(ETL, "jvm.packages.0", "has no version", None)]),
+    ("jvm version range", jvm(f"{JSON}:[20230101,20240101)"),
+     [(ETL, "jvm.packages.0", "is a version range", "pin one exact version")]),
+    ("jvm soft range", jvm(f"{JSON}:1.0,2.0"), [(ETL, "jvm.packages.0", "is a version range", None)]),
+    ("jvm LATEST", jvm(f"{JSON}:LATEST"), [(ETL, "jvm.packages.0", "moves whenever", None)]),
+    ("jvm RELEASE", jvm(f"{JSON}:RELEASE"), [(ETL, "jvm.packages.0", "moves whenever", None)]),
+    ("jvm snapshot", jvm(f"{JSON}:1.0-SNAPSHOT"), [(ETL, "jvm.packages.0", "is a snapshot", "released version")]),
+    ("jvm dynamic version", jvm(f"{JSON}:1.+"), [(ETL, "jvm.packages.0", "is a dynamic version", None)]),
+    ("jvm classifier", jvm(f"{JSON}:jar:20231013"), [(ETL, "jvm.packages.0", "more than group:artifact:version",
+                                                       "classifiers are not supported")]),
+    ("jvm not a coordinate", jvm("json"), [(ETL, "jvm.packages.0", "is not a Maven coordinate", None)]),
+    ("jvm bad characters", jvm("org.json:js on:1", "org/json:json:1", "org.json:json:1$x"),
+     [(ETL, "jvm.packages.0", "`js on` is not a Maven artifact id", "letters, digits, . - and _"),
+      (ETL, "jvm.packages.1", "`org/json` is not a Maven group id", None),
+      (ETL, "jvm.packages.2", "`1$x` is not a Maven version", None)]),
+    ("jvm package twice", jvm(f"{JSON}:20231013", "org.slf4j:slf4j-api:2.0.7", f"{JSON}:20240303"),
+     [(ETL, "jvm.packages", f"`{JSON}` is declared twice (20231013 and 20240303)", "keep one version")]),
+    ("jvm no packages", jvm(), [(ETL, "jvm.packages", "at least 1", None)]),
+    ("jvm packages missing", team(jvm={"exclude": ["org.tukaani:xz"]}),
+     [(ETL, "jvm.packages", "required field is missing", None)]),
+    ("jvm exclusion with a version", jvm(f"{JSON}:20231013", exclude=["org.tukaani:xz:1.9"]),
+     [(ETL, "jvm.exclude.0", "names no version", "write `org.tukaani:xz`")]),
+    ("jvm exclusion of every group", jvm(f"{JSON}:20231013", exclude=["*:xz", "org.tukaani"]),
+     [(ETL, "jvm.exclude.0", "excludes every group", "only the artifact may be *"),
+      (ETL, "jvm.exclude.1", "is not group:artifact", None)]),
+    ("jvm exclusion twice", jvm(f"{JSON}:20231013", exclude=["org.eclipse.jetty:*", "org.eclipse.jetty:*"]),
+     [(ETL, "jvm.exclude", "`org.eclipse.jetty:*` is excluded twice", None)]),
+    ("jvm unknown key", team(jvm={"packages": [f"{JSON}:20231013"], "repositories": ["http://evil"]}),
+     [(ETL, "jvm.repositories", "unknown key", "allowed: exclude, packages")]),
+    ("jvm problems all at once", jvm("a:b", f"{JSON}:20231013", "c:d:LATEST", exclude=["e:f:1"]),
+     [(ETL, "jvm.packages.0", "no version", None), (ETL, "jvm.packages.2", "moves", None),
+      (ETL, "jvm.exclude.0", "names no version", None)]),
+    ("jvm on a base line", line(1, jvm={"packages": ["org.apache.hadoop:hadoop-aws:[3.4,)"]}),
+     [(IMG, "lines.1.jvm.packages.0", "is a version range", None)]),
+    ("jvm declared without a lock", jvm(f"{JSON}:20231013"),
+     [(LOCK, "", f"missing: {ETL} declares `jvm`", "run `moka-images lock data-eng/etl-jobs` and commit the lock")]),
+    ("base jvm declared without a lock", line(0, jvm={"packages": [f"{JSON}:20231013"]}),
+     [("images/spark/jvm-3.5.lock", "", f"missing: line 3.5 of {IMG} declares `jvm`", "moka-images lock spark-3.5")]),
+    ("a lock without jvm", raw("{}", LOCK), [(LOCK, "", "etl-jobs.yaml declares no `jvm`", "remove it")]),
+    ("a lock without its manifest", raw("{}", "manifests/data-eng/other.jvm.lock"),
+     [("manifests/data-eng/other.jvm.lock", "", "there is no other.yaml", "remove it")]),
+    ("a base lock without jvm", raw("{}", "images/spark/jvm-4.0.lock"),
+     [("images/spark/jvm-4.0.lock", "", "no line of image.yaml declares `jvm`", "moka-images lock spark-4.0")]),
 ]
 
 

@@ -17,7 +17,7 @@ def _top_level(parser: argparse.ArgumentParser) -> list[str]:
 def test_help_lists_every_command_in_lifecycle_order() -> None:
     listed = _top_level(cli.build_parser())
     assert listed == [word for _, words in commands.IN_LIFECYCLE_ORDER for word in words]
-    assert listed[:8] == ["check", "plan", "build", "scan", "sign", "attest", "verify", "smoke"]
+    assert listed[:9] == ["check", "lock", "plan", "build", "scan", "sign", "attest", "verify", "smoke"]
     assert listed.index("promote") < listed.index("status")
 
 

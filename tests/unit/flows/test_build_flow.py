@@ -24,12 +24,13 @@ from fakes import (
     push_platform,
 )
 
-from moka_images.adapters import buildx, git, wheelhouse
+from moka_images.adapters import buildx, git, maven, wheelhouse
 from moka_images.config import os_base
+from moka_images.config.jvm import JvmSpec, lock_text, new_lock
 from moka_images.config.manifests import load_declarations
 from moka_images.config.settings import Settings, load_settings
 from moka_images.errors import ConfigError, PlanRefused, ServiceError
-from moka_images.models import ALL_PLATFORMS, Digest, Environment, ImageRef, Platform
+from moka_images.models import ALL_PLATFORMS, Digest, Environment, ImageRef, JvmJar, Platform
 from moka_images.plan.graph import Action, BuildTag
 from moka_images.plan.tags import TagKind, kind_of
 from moka_images.stages import build as build_stage
@@ -126,6 +127,7 @@ class Build:
     args: dict[str, str]
     labels: dict[str, str]
     files: list[str]
+    dockerfile: str
 
 
 @dataclass
@@ -163,6 +165,13 @@ def w(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> World:
     monkeypatch.setattr(wheelhouse, "resolve", lambda pins, platform, cache: wheelhouse.Wheelhouse(
         house, house / "requirements.txt", {}))
 
+    def place_jars(jars: list[JvmJar], repository: str, cache: Path, destination: Path, source: str) -> None:
+        destination.mkdir(parents=True, exist_ok=True)
+        for jar in jars:  # stands in for the bytes Maven Central serves
+            (destination / jar.file).write_text(jar.sha256)
+
+    monkeypatch.setattr(maven, "place_jars", place_jars)
+
     def build_platform(context: Path, platform: Platform, target: ImageRef, *, dockerfile: Path | None = None,
                        build_args: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
                        on_line: Any = None) -> Digest:
@@ -170,7 +179,7 @@ def w(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> World:
         assert target.registry == world.test.registry
         files = sorted(str(p.relative_to(context)) for p in context.rglob("*") if p.is_file())
         world.builds.append(Build(target.repository, target.tag, platform, dict(build_args or {}),
-                                  dict(labels or {}), files))
+                                  dict(labels or {}), files, dockerfile.read_text()))
         stable = {k: v for k, v in (labels or {}).items() if k != CREATED}  # the same inputs, the same image
         return push_platform(world.test, target.repository, platform, seed=json.dumps(stable, sort_keys=True),
                              docker=world.docker, labels=stable, tag=target.tag)
@@ -202,8 +211,9 @@ def test_build_makes_each_platform_then_the_index_then_the_rolling_tags(w: World
         tags = w.tags(r.image)
         version = BuildTag.parse(r.tag)
         assert version is not None
+        minor = version.version.rsplit(".", 1)[0]
         assert tags == {r.tag: r.digest, f"{r.tag}-amd64": r.platforms[AMD64], f"{r.tag}-arm64": r.platforms[ARM64],
-                        **dict.fromkeys((version.version, "1.0", "latest"), r.digest)}
+                        **dict.fromkeys((version.version, minor, "latest"), r.digest)}
         index = w.test.get_manifest(repo, r.tag)
         assert index.media_type == DOCKER_LIST and index.raw == expected_index(w.test, repo, r.platforms, DOCKER_LIST)
         assert [kind_of(t) for t, _ in w.test.tag_writes(repo)] == [
@@ -214,6 +224,17 @@ def test_build_makes_each_platform_then_the_index_then_the_rolling_tags(w: World
     assert {b.args["BASE"] for b in etl} == {f"{w.test.registry}/moka/spark-3.5@{by_name['spark-3.5'].digest}"}
     assert {b.args["BASE"] for b in w.builds if b.repository == REPO} == {f"{w.settings.mirror}/debian@{OS}"}
     assert all("Dockerfile" in b.files and "wheels/requirements.txt" in b.files for b in w.builds)
+    # each base line gets the JARs of its own lock, and no lock itself
+    declarations = load_declarations(w.settings.root)
+    for name in ("spark-3.5", "spark-4.0"):
+        lock = declarations.get(name).lock
+        assert lock is not None and lock.jars
+        for b in (b for b in w.builds if b.repository == w.settings.repository(name)):
+            assert sorted(f for f in b.files if f.startswith("jars/")) == sorted(f"jars/{j.file}" for j in lock.jars)
+            assert not any(f.endswith(".lock") for f in b.files)
+    # Only the team image that declares JVM packages copies JARs.
+    assert all(("jars/" in b.dockerfile) == b.repository.endswith("/etl-jobs") for b in w.builds
+               if "/spark-" not in b.repository)
     assert all(b.labels["dev.moka-images.build-tag"] == b.tag.rsplit("-", 1)[0] for b in w.builds)
     assert sorted(set(w.ensured)) == sorted(w.settings.repository(n) for n in names)
 
@@ -228,9 +249,9 @@ def test_an_oci_engine_gets_oci_indexes(w: World) -> None:
 def test_a_second_build_skips_everything_and_puts_moved_rolling_tags_back(w: World) -> None:
     first = {r.image: r for r in build_stage.build(w.settings)}
     spark = first["spark-3.5"]
-    # another build of 1.0.1 (a branch's inputs) took the rolling tags; `latest` of feature-store was pointed
+    # another build of 1.1.1 (a branch's inputs) took the rolling tags; `latest` of feature-store was pointed
     # by hand at one of its platform manifests
-    branch = push_image(w.test, REPO, "1.0.1", seed="branch")
+    branch = push_image(w.test, REPO, "1.1.1", seed="branch")
     feature = first["ml-platform/feature-store"]
     w.test.put_manifest("moka/ml-platform/feature-store", "latest",
                         w.test.get_manifest("moka/ml-platform/feature-store", str(feature.platforms[AMD64])).raw,
@@ -243,8 +264,8 @@ def test_a_second_build_skips_everything_and_puts_moved_rolling_tags_back(w: Wor
     assert [(r.image, r.action, r.digest) for r in again] == [(n, Action.SKIP, first[n].digest) for n in first]
     assert [r.platforms for r in again] == [first[n].platforms for n in first]
     assert len(w.builds) == builds and [e for e in w.test.writes if e[0] == "manifest"] == manifests
-    assert {t: w.tags("spark-3.5")[t] for t in ("1.0.1", "1.0", "latest")} == dict.fromkeys(
-        ("1.0.1", "1.0", "latest"), spark.digest)
+    assert {t: w.tags("spark-3.5")[t] for t in ("1.1.1", "1.1", "latest")} == dict.fromkeys(
+        ("1.1.1", "1.1", "latest"), spark.digest)
     assert w.tags("spark-3.5")[str(branch.build)] == branch.digest  # a build tag is never touched
     assert w.tags("ml-platform/feature-store")["latest"] == feature.digest
 
@@ -252,16 +273,30 @@ def test_a_second_build_skips_everything_and_puts_moved_rolling_tags_back(w: Wor
 def test_a_version_bump_builds_only_that_image_and_moves_its_rolling_tags_forward(w: World) -> None:
     first = {r.image: r for r in build_stage.build(w.settings)}
     manifest = w.settings.root / "manifests/data-eng/etl-jobs.yaml"
-    manifest.write_text(manifest.read_text().replace("version: 1.0.1", "version: 1.1.0"))
+    manifest.write_text(manifest.read_text().replace("version: 1.1.0", "version: 1.2.0"))
     second = {r.image: r for r in build_stage.build(w.settings)}
     assert {n: r.action for n, r in second.items()} == {"spark-3.5": Action.SKIP, "spark-4.0": Action.SKIP,
                                                         "data-eng/etl-jobs": Action.BUILD,
                                                         "ml-platform/feature-store": Action.SKIP}
     etl, old = second["data-eng/etl-jobs"], first["data-eng/etl-jobs"]
-    assert etl.tag.startswith("1.1.0-") and etl.digest != old.digest
+    assert etl.tag.startswith("1.2.0-") and etl.digest != old.digest
     tags = w.tags("data-eng/etl-jobs")
-    assert (tags["1.1.0"], tags["1.1"], tags["latest"]) == (etl.digest, etl.digest, etl.digest)
-    assert (tags["1.0.1"], tags["1.0"], tags[old.tag]) == (old.digest, old.digest, old.digest)
+    assert (tags["1.2.0"], tags["1.2"], tags["latest"]) == (etl.digest, etl.digest, etl.digest)
+    assert (tags["1.1.0"], tags["1.1"], tags[old.tag]) == (old.digest, old.digest, old.digest)
+
+
+def test_a_team_image_with_jvm_packages_gets_its_locked_jars_on_spark_s_classpath(w: World) -> None:
+    manifest = w.settings.root / "manifests/data-eng/etl-jobs.yaml"
+    manifest.write_text(manifest.read_text().replace("org.apache.spark:spark-avro_2.12:3.5.7", "org.json:json:20231013"))
+    spec = JvmSpec(packages=["org.json:json:20231013"])
+    json_jar = JvmJar("org.json", "json", "20231013", "json-20231013.jar", "7" * 64)
+    (w.settings.root / "manifests/data-eng/etl-jobs.jvm.lock").write_text(
+        lock_text(new_lock("data-eng/etl-jobs", spec, "3.5.7", "spark-3.5", [json_jar], [])))
+    build_stage.build(w.settings, images=["data-eng/etl-jobs"])
+    etl = [b for b in w.builds if b.repository == "moka/data-eng/etl-jobs"]
+    assert len(etl) == 2 and all(b.files.count("jars/json-20231013.jar") == 1 for b in etl)
+    assert all("COPY --chown=0:0 jars/ /opt/python/lib/python3.11/site-packages/pyspark/jars/\n" in b.dockerfile
+               for b in etl)
 
 
 def test_building_per_platform_then_merging_makes_the_same_indexes_as_one_build(w: World) -> None:

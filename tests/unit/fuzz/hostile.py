@@ -116,13 +116,16 @@ RAW_ATTACKS: dict[str, Any] = {
 }
 
 
-def check_recipe(apt: Sequence[str], wheels: bool, files: bool, smoke: bool, env: Mapping[str, str]) -> str:
+def check_recipe(apt: Sequence[str], wheels: bool, files: bool, smoke: bool, env: Mapping[str, str],
+                 jars: bool = False) -> str:
     """Render the team Dockerfile and check it has exactly the template's instructions: user data starts none,
     each ENV value reads back as given, each apt word is a plain `name=version`. Returns the text."""
-    text = recipe.render(apt_packages=list(apt), has_wheels=wheels, has_files=files, has_smoke=smoke, env=env)
+    text = recipe.render(apt_packages=list(apt), has_wheels=wheels, has_jars=jars, has_files=files,
+                         has_smoke=smoke, env=env)
     logical = text.replace("\\\n", "").splitlines()
     expected = ["ARG", "FROM", "USER", *(["RUN"] if apt else []), *(["COPY", "RUN"] if wheels else []),
-                *(["COPY"] if files else []), *(["COPY"] if smoke else []), *["ENV"] * len(env), "USER"]
+                *(["COPY"] if jars else []), *(["COPY"] if files else []), *(["COPY"] if smoke else []),
+                *["ENV"] * len(env), "USER"]
     assert [line.split(" ", 1)[0] for line in logical] == expected, text
     assert all(INSTRUCTION.match(line) for line in logical), text
     for line in text.splitlines():

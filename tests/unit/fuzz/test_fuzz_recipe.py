@@ -31,13 +31,14 @@ def accepted(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @settings(max_examples=examples(200), deadline=None)
-@given(doc=accepted(), wheels=st.booleans(), files=st.booleans(), smoke=st.booleans())
-def test_no_accepted_value_starts_an_instruction(doc: dict[str, Any], wheels: bool, files: bool, smoke: bool) -> None:
+@given(doc=accepted(), wheels=st.booleans(), files=st.booleans(), smoke=st.booleans(), jars=st.booleans())
+def test_no_accepted_value_starts_an_instruction(doc: dict[str, Any], wheels: bool, files: bool, smoke: bool,
+                                                 jars: bool) -> None:
     manifest, problems = validate(TeamManifest, doc, "manifests/team/app.yaml")
     if manifest is None:
         assert problems and all(p.file == "manifests/team/app.yaml" and p.field for p in problems), problems
         return
-    check_recipe(list(manifest.apt.packages), wheels, files, smoke, dict(manifest.env))
+    check_recipe(list(manifest.apt.packages), wheels, files, smoke, dict(manifest.env), jars)
 
 
 def test_the_check_would_catch_an_injected_instruction() -> None:

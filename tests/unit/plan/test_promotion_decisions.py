@@ -21,7 +21,7 @@ from moka_images.plan.promotion import (
     record,
     smoke_covers,
 )
-from moka_images.stages.status import Cell, current, notes
+from moka_images.stages.status import Cell, current, notes, serving_tags
 
 TEST, DEV, STAGING, PROD = Environment.TEST, Environment.DEV, Environment.STAGING, Environment.PROD
 PASSING = (GateResult("signature", True, "ok"), GateResult("scan", True, "ok"), GateResult("smoke", True, "ok"))
@@ -308,6 +308,21 @@ def test_status_current_prefers_latest_then_the_highest_version() -> None:
     assert current(inv({str(v1): "a", "latest": "a", "1.0.0": "a"})) == (d("a"), "1.0.0", str(v1))
     assert current(inv({str(v2): "b", "1.1.0-rc.1": "b"})) == (d("b"), "1.1.0-rc.1", str(v2))
     assert current(Inventory()) is None
+
+
+def test_status_looks_up_only_the_tags_current_needs() -> None:
+    b1, b2 = "1.0.0-93498a42e2-cec838c54a", "1.1.0-0123456789-cec838c54a"
+    cosigns = ["sha256-" + "a" * 64 + ".sig", "sha256-" + "a" * 64 + ".att"]
+    listed = ["1.0", "1.0.0", b1, "1.1.0", b2, f"{b2}-arm64", "latest", "exp1", *cosigns]
+    assert serving_tags(listed) == ["latest", b1, b2]
+    # without `latest`, every version tag (the highest wins), never `1.0` nor cosign's or per-platform tags
+    assert serving_tags([t for t in listed if t != "latest"]) == ["1.0.0", "1.1.0", b1, b2]
+    assert serving_tags([]) == []
+    # what it keeps gives `current` the same answer as every tag would
+    everything = {"1.0": "a", "1.0.0": "a", b1: "a", "1.1.0": "b", b2: "b", "latest": "b"}
+    assert current(inv({t: everything[t] for t in serving_tags(everything)})) == current(inv(everything))
+    no_latest = {t: v for t, v in everything.items() if t != "latest"}
+    assert current(inv({t: no_latest[t] for t in serving_tags(no_latest)})) == current(inv(no_latest))
 
 
 def test_status_notes_drift_and_pending_promotions() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
+import zipfile
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -159,3 +160,77 @@ def test_a_failure_without_a_stuck_fork_is_not_retried(driver: ModuleType,
     assert not driver.run_one(spark, "crash", 5, {}, driver.JOBS["crash"], reaper)
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("MOKA_RESULT "))
     assert record["status"] == "error" and record["info"] == {} and spark.sparkContext.groups == ["crash"]
+
+
+@pytest.mark.parametrize(("name", "artifact", "version"), [
+    ("netty-transport-native-epoll-4.1.96.Final-linux-x86_64.jar", "netty-transport-native-epoll",
+     "4.1.96.Final"),
+    ("hive-shims-0.23-2.3.9.jar", "hive-shims-0.23", "2.3.9"),
+    ("log4j-1.2-api-2.20.0.jar", "log4j-1.2-api", "2.20.0"),
+    ("json4s-core_2.12-3.7.0-M11.jar", "json4s-core_2.12", "3.7.0"),
+    ("hadoop-client-api-3.3.4.jar", "hadoop-client-api", "3.3.4"),
+    ("zstd-jni-1.5.5-4.jar", "zstd-jni", "1.5.5"),
+    ("xz-1.9.jar", "xz", "1.9"),
+    ("commons-lang3-3.12.0.jar", "commons-lang3", "3.12.0"),
+    ("opencsv.jar", "opencsv", ""),
+])
+def test_jar_name_splits_artifact_and_version(driver: ModuleType, name: str, artifact: str,
+                                              version: str) -> None:
+    assert driver.jar_name(name) == (artifact, version)
+
+
+GOOD_JARS = ["hadoop-client-api-3.3.4.jar", "hadoop-client-runtime-3.3.4.jar", "hadoop-aws-3.3.4.jar",
+             "spark-core_2.12-3.5.3.jar", "netty-transport-native-epoll-4.1.96.Final-linux-x86_64.jar",
+             "netty-transport-native-epoll-4.1.96.Final-linux-aarch_64.jar", "NOTICE.txt"]
+
+
+def spark_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jars: list[str]) -> None:
+    """A $SPARK_HOME whose jars folder holds `jars` (empty files: no Maven metadata to tell groups apart)."""
+    (tmp_path / "jars").mkdir()
+    for name in jars:
+        (tmp_path / "jars" / name).write_bytes(b"")
+    monkeypatch.setenv("SPARK_HOME", str(tmp_path))
+
+
+def test_classpath_passes_one_version_of_each_artifact(driver: ModuleType, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    spark_home(tmp_path, monkeypatch, GOOD_JARS)
+    assert driver.classpath(None) == {"artifacts": 5, "hadoop": "3.3.4"}
+
+
+NO_AWS = [j for j in GOOD_JARS if not j.startswith("hadoop-aws")]
+
+
+@pytest.mark.parametrize(("jars", "says"), [
+    ([*GOOD_JARS, "foo-1.0.jar", "foo-2.0.jar"],
+     "two versions of one artifact on the classpath: {'foo': ['1.0', '2.0']}"),
+    (NO_AWS, "hadoop-aws missing is not at the Hadoop client's version ['3.3.4']"),
+    ([*NO_AWS, "hadoop-aws-3.3.6.jar"],
+     "hadoop-aws ['3.3.6'] is not at the Hadoop client's version ['3.3.4']"),
+    ([j for j in GOOD_JARS if not j.startswith("hadoop-")], "no hadoop-client-api JAR in $SPARK_HOME/jars"),
+])
+def test_classpath_fails_on_two_versions_or_a_hadoop_aws_that_does_not_match(
+        driver: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jars: list[str],
+        says: str) -> None:
+    spark_home(tmp_path, monkeypatch, jars)
+    with pytest.raises(driver.CheckFailed) as failed:
+        driver.classpath(None)
+    assert str(failed.value) == says
+
+
+def test_classpath_tells_two_artifacts_of_one_name_apart_by_their_maven_group(
+        driver: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spark_home(tmp_path, monkeypatch, GOOD_JARS)
+    for version, group in (("2.14.6", "jline"), ("3.22.0", "org.jline")):  # as Spark ships them
+        with zipfile.ZipFile(tmp_path / "jars" / f"jline-{version}.jar", "w") as jar:
+            jar.writestr(f"META-INF/maven/{group}/jline/pom.properties", f"version={version}\n")
+    assert driver.classpath(None)["artifacts"] == 6
+
+
+def test_the_s3a_job_takes_its_uri_after_the_limit(driver: ModuleType,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    assert driver.PARAMETER_JOBS["s3a"] is driver.s3a_job
+    monkeypatch.setitem(driver.PARAMETER_JOBS, "s3a", lambda uri: ("s3a round trip at", uri))
+    assert driver.parse_plan(["s3a=240@s3a://b/p"]) == [("s3a", 240.0, ("s3a round trip at", "s3a://b/p"))]
+    with pytest.raises(SystemExit, match="unknown smoke job: s3a"):
+        driver.parse_plan(["s3a=240"])  # without a URI there is nothing to write to

@@ -38,8 +38,11 @@ def test_submit_is_cluster_mode_on_the_api_server_with_the_digest_pinned_image()
     assert conf["spark.kubernetes.driver.podTemplateFile"] == "/tmp/t.json"
     assert conf["spark.kubernetes.driver.pod.name"] == "moka-smoke-pyspark-1"
     assert "spark.master" not in conf and "spark.driver.host" not in conf and "local[2]" not in argv
-    assert argv[-7:] == ["--class", PYTHON_RUNNER, f"local://{PAYLOAD_DIR}/pyspark_suite.py", "entrypoint=120",
-                         "dataframe_sql=180", "python_udf=120", "parquet=180"]
+    # The UI serves the metrics job's scrape; on a pod its port is the pod's own, so a free one is as good.
+    assert (conf["spark.ui.enabled"], conf["spark.ui.port"]) == ("true", "0")
+    assert argv[-10:] == ["--class", PYTHON_RUNNER, f"local://{PAYLOAD_DIR}/pyspark_suite.py",
+                          "entrypoint=120", "dataframe_sql=180", "python_udf=120", "parquet=180", "classpath=60",
+                          "metrics=120", "json_logs=60"]
 
 
 def test_jvm_job_keeps_its_class_and_becomes_a_local_resource() -> None:

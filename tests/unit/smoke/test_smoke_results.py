@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from host_output import APP_ID, DRIVER_STDERR, HOST_VALUES, SCRAPES
 
 from moka_images.models import Digest, ImageRef, Platform
+from moka_images.smoke.host_checks import LOG_FIELDS
 from moka_images.smoke.results import (
     AppOutput,
     PlatformRun,
@@ -33,15 +35,29 @@ def test_parse_records_skips_noise_and_bad_json() -> None:
     assert list(parse_records(out)) == ["jvm"]
 
 
-PYSPARK_JOBS = ["entrypoint", "dataframe_sql", "python_udf", "parquet"]
+PYSPARK_JOBS = ["entrypoint", "dataframe_sql", "python_udf", "parquet", "classpath", "metrics", "json_logs"]
 
 
 def test_pyspark_app_all_passed_uses_each_jobs_own_time() -> None:
-    out = "\n".join(record(n, seconds=i + 1.0) for i, n in enumerate(PYSPARK_JOBS))
-    results = job_results(APPS["pyspark"], ARM, AppOutput(0, out, "", 40.0))
+    out = "\n".join(record(n, value=HOST_VALUES.get(n, 1), seconds=i + 1.0)
+                    for i, n in enumerate(PYSPARK_JOBS))
+    results = job_results(APPS["pyspark"], ARM, AppOutput(0, out, DRIVER_STDERR, 40.0))
     assert [(r.job, r.status, r.seconds) for r in results] == [
         (name, Status.PASSED, i + 1.0) for i, name in enumerate(PYSPARK_JOBS)]
     assert results[0].info == {"arch": "x"} and results[0].log_tail is None
+
+
+def test_a_passed_job_whose_output_fails_its_host_check_is_failed_with_the_reason() -> None:
+    scrapes = {**SCRAPES, "/metrics/executors/prometheus": "<html><body>404</body></html>"}
+    out = "\n".join([record("metrics", value={"scrapes": scrapes}),
+                     record("json_logs", value=HOST_VALUES["json_logs"])])
+    results = {r.job: r for r in job_results(APPS["pyspark"], AMD, AppOutput(0, out, DRIVER_STDERR, 30.0))}
+    metrics = results["metrics"]
+    assert metrics.status is Status.FAILED and metrics.value is None and metrics.log_tail is not None
+    assert (metrics.message or "").startswith("a scrape is not Prometheus exposition format")
+    # The compared value is the host's finding, not the raw scrape the job reported.
+    assert results["json_logs"].passed and results["json_logs"].value == {
+        "fields": sorted(LOG_FIELDS), "app_id": APP_ID}
 
 
 def test_a_wrong_answer_fails_only_that_job_with_its_message_and_log_tail() -> None:
