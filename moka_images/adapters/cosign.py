@@ -244,11 +244,11 @@ def attestation_tag(digest: Digest) -> str:
 def _layers(client: Registry, repository: str, tag: str, media_type: str,
             keep: Callable[[dict[str, Any]], bool] = lambda layer: True) -> list[tuple[dict[str, Any], bytes]]:
     """The layers of `media_type` in the manifest at `tag` that `keep` accepts, with their blobs, in order; none
-    without the tag. The manifest is then read by its digest, so a client that has read it once does not again."""
-    digest = client.head_manifest(repository, tag)
-    if digest is None:
+    without the tag. The manifest is read in one request; its blobs, read by digest, once per client."""
+    manifest = client.find_manifest(repository, tag)
+    if manifest is None:
         return []
-    layers = client.get_manifest(repository, str(digest)).json.get("layers") or []
+    layers = manifest.json.get("layers") or []
     return [(layer, client.get_blob(repository, Digest(layer["digest"]))) for layer in layers
             if layer.get("mediaType") == media_type and keep(layer)]
 

@@ -117,6 +117,9 @@ class Registry(Protocol):
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """A manifest by tag or digest, as stored (ServiceError if absent)."""
 
+    def find_manifest(self, repository: str, reference: str) -> Manifest | None:
+        """A manifest by tag or digest, as stored; None if absent (one request where HEAD, then GET take two)."""
+
     def blob_exists(self, repository: str, digest: Digest) -> bool:
         """Whether a blob is already in a repository."""
 
@@ -263,18 +266,30 @@ class RegistryClient:
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         """Fetch a manifest by tag or digest, verifying its digest when fetched by digest."""
+        found = self._manifest(repository, reference, absent_ok=False)
+        assert found is not None
+        return found
+
+    def find_manifest(self, repository: str, reference: str) -> Manifest | None:
+        """Fetch a manifest by tag or digest as `get_manifest` does; None if absent."""
+        return self._manifest(repository, reference, absent_ok=True)
+
+    def _manifest(self, repository: str, reference: str, *, absent_ok: bool) -> Manifest | None:
+        """A manifest from the cache or the registry; what has a digest is kept under it, whichever way it was
+        asked for (a tag is asked every time: it may move)."""
         if (kept := self._read.get(repository, reference)) is not None:
             return Manifest(*kept)
         resp = self._request("GET", f"/v2/{repository}/manifests/{reference}", scope=repository,
                              headers={"Accept": ACCEPT})
+        if absent_ok and resp.status_code == 404:
+            return None
         self._check(resp, f"read manifest {repository}:{reference}")
         raw = resp.content
         digest = digest_of(raw)
         if reference.startswith("sha256:") and digest.value != reference:
             raise ServiceError(f"{self.registry}: manifest {repository}@{reference} does not match its digest")
         media = resp.headers.get("Content-Type", "").split(";")[0] or json.loads(raw).get("mediaType", "")
-        if reference.startswith("sha256:"):
-            self._read.put(repository, reference, (raw, media, digest))
+        self._read.put(repository, str(digest), (raw, media, digest))
         return Manifest(raw, media, digest)
 
     def blob_exists(self, repository: str, digest: Digest) -> bool:

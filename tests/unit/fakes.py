@@ -151,6 +151,10 @@ class FakeRegistry:
             raise self._refuse(what, 404, "MANIFEST_UNKNOWN", "manifest unknown")
         return found
 
+    def find_manifest(self, repository: str, reference: str) -> Manifest | None:
+        """A manifest as stored; None if absent."""
+        return self._find(repository, reference, f"read manifest {repository}:{reference}")
+
     def blob_exists(self, repository: str, digest: Digest) -> bool:
         """Whether a blob is in a repository."""
         with self._lock:

@@ -340,6 +340,7 @@ def scenario(reg: Registry) -> list[object]:
     step(reg.list_tags, REPO)
     step(reg.head_manifest, REPO, "latest")
     step(reg.get_manifest, REPO, "latest")
+    step(reg.find_manifest, REPO, "latest")
     step(reg.blob_exists, REPO, digest_of(layer))
     step(reg.push_blob, REPO, layer, Digest("sha256:" + "4" * 64))
     step(reg.push_blob, REPO, io.BytesIO(layer), digest_of(layer), len(layer) + 2)
@@ -355,6 +356,7 @@ def scenario(reg: Registry) -> list[object]:
     step(reg.put_manifest, REPO, "latest", index, OCI_INDEX)
     step(reg.head_manifest, REPO, "latest")
     step(reg.get_manifest, REPO, str(digest_of(index)))
+    step(reg.find_manifest, REPO, "latest")
     step(reg.get_blob, REPO, digest_of(config))
     step(reg.mount_blob, "moka/other", digest_of(layer), REPO)
     step(reg.mount_blob, "moka/other", digest_of(b"nowhere"), REPO)
@@ -392,21 +394,31 @@ def test_copy_through_registry_client_lands_the_same_bytes_as_through_the_fake()
     assert dst.repositories[REPO].blobs == dst2.repositories[REPO].blobs
 
 
-def test_the_real_client_reads_what_has_a_digest_once_and_tags_every_time() -> None:
-    fake = FakeRegistry()
-    pushed = push_image(fake, REPO, "1.0.0", seed="cached")
-    client = over_the_wire(fake)
+def counted(client: RegistryClient) -> tuple[RegistryClient, list[str]]:
+    """The client, and the list its requests (`METHOD /path`) are written to as it sends them."""
     asked: list[str] = []
     serve = client._session.request  # type: ignore[attr-defined]
     client._session.request = lambda method, url, **kw: asked.append(f"{method} {urlsplit(url).path}") or serve(  # type: ignore[method-assign]
         method, url, **kw)
+    return client, asked
+
+
+def test_the_real_client_reads_what_has_a_digest_once_and_tags_every_time() -> None:
+    fake = FakeRegistry()
+    pushed = push_image(fake, REPO, "1.0.0", seed="cached")
+    client, asked = counted(over_the_wire(fake))
     index = client.get_manifest(REPO, str(pushed.digest))
     assert client.get_manifest(REPO, str(pushed.digest)) == index
     config = Digest(client.get_manifest(REPO, str(next(iter(index.platforms().values())))).json["config"]["digest"])
     assert client.get_blob(REPO, config) == client.get_blob(REPO, config)
     client.get_manifest(REPO, "latest")
-    client.get_manifest(REPO, "latest")
+    assert client.find_manifest(REPO, "latest") == index and client.find_manifest(REPO, "nothing") is None
     assert sorted(asked) == sorted([f"GET /v2/{REPO}/manifests/{pushed.digest}",
                                     f"GET /v2/{REPO}/manifests/{next(iter(index.platforms().values()))}",
-                                    f"GET /v2/{REPO}/blobs/{config}",
+                                    f"GET /v2/{REPO}/blobs/{config}", f"GET /v2/{REPO}/manifests/nothing",
                                     f"GET /v2/{REPO}/manifests/latest", f"GET /v2/{REPO}/manifests/latest"])
+    # what a tag gave is kept under its digest: reading that digest next asks nothing
+    fresh, seen = counted(over_the_wire(fake))
+    by_tag = fresh.find_manifest(REPO, "latest")
+    assert by_tag is not None and fresh.get_manifest(REPO, str(by_tag.digest)) == by_tag
+    assert seen == [f"GET /v2/{REPO}/manifests/latest"]
