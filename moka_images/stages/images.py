@@ -90,19 +90,22 @@ def created_at(manifest: Manifest) -> str | None:
     return (manifest.json.get("annotations") or {}).get(CREATED)
 
 
-def read_inventory(client: Registry, repository: str) -> Inventory:
+def read_inventory(client: Registry, repository: str, *, tags: Sequence[str] | None = None,
+                   with_created: bool = True) -> Inventory:
     """Build and rolling tags of a repository and where they point, with the build times of rolled digests.
 
-    The tags are looked up `READS_AT_ONCE` at a time: a repository of a long-lived image holds hundreds.
+    `tags` narrows the tags looked up (default: every build and rolling tag listed); without `with_created` the
+    build times are not read (a manifest read per rolled digest). The tags are looked up `READS_AT_ONCE` at a
+    time: a repository of a long-lived image holds hundreds.
     """
-    tracked = [t for t in client.list_tags(repository) if _tracked(t)]
+    tracked = [t for t in (client.list_tags(repository) if tags is None else tags) if _tracked(t)]
     with ThreadPoolExecutor(max_workers=READS_AT_ONCE, thread_name_prefix="moka-inventory") as pool:
         found = dict(zip(tracked, pool.map(lambda t: client.head_manifest(repository, t), tracked), strict=True))
-        tags = {t: d for t, d in found.items() if d is not None}
-        rolled = sorted({d for t, d in tags.items() if BuildTag.parse(t) is None}, key=str)
+        pointed = {t: d for t, d in found.items() if d is not None}
+        rolled = sorted({d for t, d in pointed.items() if BuildTag.parse(t) is None}, key=str) if with_created else []
         manifests = pool.map(lambda d: client.get_manifest(repository, str(d)), rolled)
         created = {d: c for d, m in zip(rolled, manifests, strict=True) if (c := created_at(m))}
-    return Inventory(tags, created)
+    return Inventory(pointed, created)
 
 
 def write_index(client: Registry, repository: str, tag: str, children: Sequence[Digest]) -> Digest:

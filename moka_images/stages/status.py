@@ -3,7 +3,7 @@ pending promotion or has drifted from the manifests."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -11,6 +11,7 @@ from typing import Any
 
 import semver
 
+from moka_images.adapters import cosign
 from moka_images.config.manifests import load_declarations
 from moka_images.config.settings import Settings
 from moka_images.models import Digest, Environment, ImageRef
@@ -59,17 +60,30 @@ class Row:
                 "notes": list(self.notes)}
 
 
+def _version_tags(tags: Iterable[str]) -> list[str]:
+    """The full-version rolling tags (`1.2.0`, not `1.2` nor `latest`), in the order given."""
+    return [t for t in tags if kind_of(t) is TagKind.ROLLING and semver.Version.is_valid(t)]
+
+
 def current(inventory: Inventory) -> tuple[Digest, str | None, str | None] | None:
     """What an environment serves: `latest`, else the highest version tag; with its version and build tag."""
     digest = inventory.tags.get("latest")
     if digest is None:
-        versions = [t for t in inventory.tags if kind_of(t) is TagKind.ROLLING and semver.Version.is_valid(t)]
+        versions = _version_tags(inventory.tags)
         if not versions:
             return None
         digest = inventory.tags[max(versions, key=semver.Version.parse)]
     builds = sorted(inventory.builds(digest), key=lambda b: semver.Version.parse(b.version))
     version = inventory.version_of(digest)
     return digest, str(version) if version else None, str(builds[-1]) if builds else None
+
+
+def serving_tags(listed: Iterable[str]) -> list[str]:
+    """The tags `current` needs looked up among those listed: `latest` (else every version tag) and the build
+    tags; the other rolling tags (`1.2`, `1.2.0` beside `latest`) and cosign's are left alone. Pure."""
+    tags = list(listed)
+    rolling = ["latest"] if "latest" in tags else _version_tags(tags)
+    return [*rolling, *(t for t in tags if kind_of(t) is TagKind.BUILD)]
 
 
 def notes(declared: str | None, cells: Sequence[Cell]) -> list[str]:
@@ -112,17 +126,20 @@ def _summaries(env: Environment, digest: Digest, found: Sequence[Attestation]) -
 
 
 def _cell(settings: Settings, env: Environment, repository: str, evidence: ThreadPoolExecutor) -> Cell:
-    inventory = read_inventory(registries.client(settings, env), repository)
-    now = current(inventory)
+    client = registries.client(settings, env)
+    listed = client.list_tags(repository)  # also says which digests have signatures and attestations at all
+    now = current(read_inventory(client, repository, tags=serving_tags(listed), with_created=False))
     if now is None:
         return Cell(env)
     digest, version, build = now
     ref = ImageRef(settings.env(env).registry, repository, digest=digest)
     # the attestations are read beside the signature (SBOMs, megabytes each, never: status does not show them)
-    shown = evidence.submit(audit, settings, env, ref, (AttestationKind.PROMOTION, AttestationKind.SCAN,
-                                                        AttestationKind.SMOKE))
-    signed = signing.verify_signature(settings, env, ref).ok
-    scan, smoke, promoted = _summaries(env, digest, shown.result().valid)
+    shown = None
+    if cosign.attestation_tag(digest) in listed:
+        shown = evidence.submit(audit, settings, env, ref, (AttestationKind.PROMOTION, AttestationKind.SCAN,
+                                                            AttestationKind.SMOKE))
+    signed = cosign.signature_tag(digest) in listed and signing.verify_signature(settings, env, ref).ok
+    scan, smoke, promoted = _summaries(env, digest, shown.result().valid if shown else ())
     return Cell(env, digest, version, build, signed, scan, smoke, promoted)
 
 
