@@ -12,9 +12,11 @@ from typing import Any
 import semver
 
 from moka_images.adapters import cosign
+from moka_images.adapters.registry import Registry
 from moka_images.config.manifests import load_declarations
 from moka_images.config.settings import Settings
 from moka_images.models import Digest, Environment, ImageRef
+from moka_images.plan.graph import BuildTag
 from moka_images.plan.promotion import Inventory
 from moka_images.plan.tags import TagKind, kind_of
 from moka_images.stages import keys, registries
@@ -78,12 +80,45 @@ def current(inventory: Inventory) -> tuple[Digest, str | None, str | None] | Non
     return digest, str(version) if version else None, str(builds[-1]) if builds else None
 
 
-def serving_tags(listed: Iterable[str]) -> list[str]:
-    """The tags `current` needs looked up among those listed: `latest` (else every version tag) and the build
-    tags; the other rolling tags (`1.2`, `1.2.0` beside `latest`) and cosign's are left alone. Pure."""
+def serving_tag(listed: Iterable[str]) -> str | None:
+    """The tag whose digest an environment serves, as `current` picks it: `latest`, else the highest
+    full-version tag; None without either. Pure."""
     tags = list(listed)
-    rolling = ["latest"] if "latest" in tags else _version_tags(tags)
-    return [*rolling, *(t for t in tags if kind_of(t) is TagKind.BUILD)]
+    versions = _version_tags(tags)
+    return "latest" if "latest" in tags else max(versions, key=semver.Version.parse) if versions else None
+
+
+def build_search(listed: Iterable[str]) -> list[list[str]]:
+    """The build tags in the rounds they are looked up in to find the served digest's: highest version first,
+    whole versions per round, each round at least twice the one before (1, 2, 4 ... tags). The served build is
+    nearly always the newest (one lookup); a rollback to an old build costs a few rounds, not a lookup per
+    build the repository ever had. Pure."""
+    by_version: dict[str, list[str]] = {}
+    for tag in listed:
+        if (build := BuildTag.parse(tag)) is not None:
+            by_version.setdefault(build.version, []).append(tag)
+    rounds: list[list[str]] = []
+    size = 1
+    for version in sorted(by_version, key=semver.Version.parse, reverse=True):
+        if not rounds or len(rounds[-1]) >= size:
+            size = 2 * len(rounds[-1]) if rounds else 1
+            rounds.append([])
+        rounds[-1].extend(by_version[version])
+    return rounds
+
+
+def serving(client: Registry, repository: str, listed: Sequence[str]) -> tuple[Digest, str | None, str | None] | None:
+    """What `current` says of the whole repository, from as few lookups as it takes: the serving tag, then the
+    build tags round by round (`build_search`) until one points at its digest."""
+    tag = serving_tag(listed)
+    digest = client.head_manifest(repository, tag) if tag else None
+    if tag is None or digest is None:
+        return None
+    for tags in build_search(listed):
+        found = read_inventory(client, repository, tags=tags, with_created=False)
+        if found.builds(digest):
+            return current(Inventory({tag: digest, **found.tags}))
+    return digest, None, None
 
 
 def notes(declared: str | None, cells: Sequence[Cell]) -> list[str]:
@@ -128,7 +163,7 @@ def _summaries(env: Environment, digest: Digest, found: Sequence[Attestation]) -
 def _cell(settings: Settings, env: Environment, repository: str, evidence: ThreadPoolExecutor) -> Cell:
     client = registries.client(settings, env)
     listed = client.list_tags(repository)  # also says which digests have signatures and attestations at all
-    now = current(read_inventory(client, repository, tags=serving_tags(listed), with_created=False))
+    now = serving(client, repository, listed)
     if now is None:
         return Cell(env)
     digest, version, build = now

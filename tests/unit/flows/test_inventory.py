@@ -1,15 +1,14 @@
 """Reading a repository's inventory: every build and rolling tag with the build times of rolled digests, or only
-the tags asked for, without those reads (what `status` needs)."""
+the tags asked for, without those reads: what `status` needs, looked up newest build first."""
 
 from __future__ import annotations
 
 from fakes import FakeRegistry, push_image
 
-from moka_images.adapters.registry import Manifest
+from moka_images.adapters.registry import OCI_INDEX, Manifest
 from moka_images.models import Digest
-from moka_images.plan.graph import BuildTag
 from moka_images.stages.images import read_inventory
-from moka_images.stages.status import current, serving_tags
+from moka_images.stages.status import current, serving
 
 REPO = "moka/spark-3.5"
 
@@ -43,14 +42,28 @@ def test_a_full_inventory_reads_every_tracked_tag_and_the_build_times() -> None:
     assert sorted(fake.reads) == sorted([str(old.digest), str(new.digest)])
 
 
-def test_status_reads_only_latest_and_the_build_tags_and_no_build_time() -> None:
+def test_status_finds_the_served_build_newest_first_and_agrees_with_the_whole_inventory() -> None:
     fake = CountingRegistry()
-    push_image(fake, REPO, "1.0.0", seed="a")
+    old = push_image(fake, REPO, "1.0.0", seed="a")
+    for patch in range(1, 6):
+        push_image(fake, REPO, f"1.0.{patch}", seed=f"p{patch}")
     new = push_image(fake, REPO, "1.1.0", seed="b")
     listed = fake.list_tags(REPO)
     fake.heads.clear()
     fake.reads.clear()
-    narrow = read_inventory(fake, REPO, tags=serving_tags(listed), with_created=False)
-    assert sorted(fake.heads) == sorted(["latest", *(t for t in listed if BuildTag.parse(t))]) and not fake.reads
-    assert narrow.created == {}
-    assert current(narrow) == current(read_inventory(fake, REPO)) == (new.digest, "1.1.0", str(new.build))
+    # the usual case: latest, then only the newest build tag; no build time is read
+    found = serving(fake, REPO, listed)
+    assert fake.heads == ["latest", str(new.build)] and not fake.reads
+    assert found == current(read_inventory(fake, REPO)) == (new.digest, "1.1.0", str(new.build))
+    # rolled back to the oldest build: rounds of 1, 2, 4 builds (7 in all), still the whole inventory's answer
+    fake.put_manifest(REPO, "latest", old.raw, OCI_INDEX)
+    fake.heads.clear()
+    fake.reads.clear()
+    found = serving(fake, REPO, listed)
+    assert fake.heads[0] == "latest" and len(fake.heads) == 1 + 7 and not fake.reads
+    assert found == current(read_inventory(fake, REPO)) == (old.digest, "1.0.0", str(old.build))
+    # without latest, the highest version tag; a digest no build tag names has neither version nor build
+    assert serving(fake, REPO, [t for t in listed if t != "latest"])[:2] == (new.digest, "1.1.0")
+    stray = push_image(fake, REPO, "9.9.9", seed="stray", tags=["latest"])
+    assert serving(fake, REPO, fake.list_tags(REPO)) == (stray.digest, None, None)
+    assert serving(fake, REPO, []) is None and serving(fake, "moka/nothing", ["latest"]) is None

@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+import semver
 
 from moka_images.adapters.copy import attachment_tags, merge_attachment
 from moka_images.adapters.registry import Manifest, digest_of
@@ -21,7 +22,7 @@ from moka_images.plan.promotion import (
     record,
     smoke_covers,
 )
-from moka_images.stages.status import Cell, current, notes, serving_tags
+from moka_images.stages.status import Cell, build_search, current, notes, serving_tag
 
 TEST, DEV, STAGING, PROD = Environment.TEST, Environment.DEV, Environment.STAGING, Environment.PROD
 PASSING = (GateResult("signature", True, "ok"), GateResult("scan", True, "ok"), GateResult("smoke", True, "ok"))
@@ -310,19 +311,28 @@ def test_status_current_prefers_latest_then_the_highest_version() -> None:
     assert current(Inventory()) is None
 
 
-def test_status_looks_up_only_the_tags_current_needs() -> None:
+def test_status_looks_up_the_serving_tag_then_builds_newest_first() -> None:
     b1, b2 = "1.0.0-93498a42e2-cec838c54a", "1.1.0-0123456789-cec838c54a"
     cosigns = ["sha256-" + "a" * 64 + ".sig", "sha256-" + "a" * 64 + ".att"]
     listed = ["1.0", "1.0.0", b1, "1.1.0", b2, f"{b2}-arm64", "latest", "exp1", *cosigns]
-    assert serving_tags(listed) == ["latest", b1, b2]
-    # without `latest`, every version tag (the highest wins), never `1.0` nor cosign's or per-platform tags
-    assert serving_tags([t for t in listed if t != "latest"]) == ["1.0.0", "1.1.0", b1, b2]
-    assert serving_tags([]) == []
-    # what it keeps gives `current` the same answer as every tag would
-    everything = {"1.0": "a", "1.0.0": "a", b1: "a", "1.1.0": "b", b2: "b", "latest": "b"}
-    assert current(inv({t: everything[t] for t in serving_tags(everything)})) == current(inv(everything))
-    no_latest = {t: v for t, v in everything.items() if t != "latest"}
-    assert current(inv({t: no_latest[t] for t in serving_tags(no_latest)})) == current(inv(no_latest))
+    assert serving_tag(listed) == "latest"
+    # without `latest`, the highest version tag (semver order, not text order), never `1.0` nor cosign's
+    assert serving_tag([t for t in listed if t != "latest"] + ["1.10.0", "1.9.0"]) == "1.10.0"
+    assert serving_tag(["1.0", "exp1", *cosigns]) is None and serving_tag([]) is None
+    assert build_search(listed) == [[b2], [b1]]
+    assert build_search(["latest", "1.0.0"]) == []
+
+
+def test_status_build_rounds_double_and_keep_a_version_whole() -> None:
+    tags = [f"{v}-{own:010d}-cec838c54a" for v in ("1.0.0", "1.2.0", "1.10.0") for own in range(3)]
+    tags += [f"2.0.{p}-0000000000-cec838c54a" for p in range(10)]
+    rounds = build_search(tags)
+    assert [r[0].split("-")[0] for r in rounds] == ["2.0.9", "2.0.8", "2.0.6", "2.0.2", "1.0.0"]
+    # a round closes only between versions: 2.0.2-2.0.0, 1.10.0 (above 1.2.0) and 1.2.0 make 9 of 8 wanted
+    assert [len(r) for r in rounds] == [1, 2, 4, 9, 3]
+    assert sorted(t for r in rounds for t in r) == sorted(tags)
+    versions = [semver.Version.parse(t.split("-")[0]) for r in rounds for t in r]
+    assert versions == sorted(versions, reverse=True)
 
 
 def test_status_notes_drift_and_pending_promotions() -> None:
