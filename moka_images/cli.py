@@ -39,6 +39,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                         help="write the run's metrics here, Prometheus text format (default: MOKA_METRICS_FILE)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     word = commands.command_word(argv, _GLOBAL_OPTIONS_WITH_VALUES) if argv is not None else None
+    if argv is not None and word is None and "--version" in argv and not {"-h", "--help"} & set(argv):
+        return parser  # `--version` alone: it answers while parsing, before any command is needed
     for module in commands.modules(word):
         module.register(sub)
     return parser

@@ -44,3 +44,7 @@ def test_version_names_the_installed_package(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as done:
         cli.build_parser(["--version"]).parse_args(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip().startswith("moka-images 0.")
+    # it loads no command to answer; beside --help, every command is still listed
+    assert _top_level(cli.build_parser(["--version"])) == []
+    assert len(_top_level(cli.build_parser(["--version", "--help"]))) == sum(
+        len(words) for _, words in commands.IN_LIFECYCLE_ORDER)
