@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,12 +110,17 @@ def land(settings: Settings, prepared: Prepared, inventory: Inventory, *, by: st
                                edge.digest, workers=workers, mount_from=[base] if base else [], cache=cache)
         metrics.count(metrics.BYTES_COPIED, stats.bytes_copied, image=source.name, source=edge.src_env.value,
                       target=target.value)
-    if not decision.rollback:
-        signing.sign(settings, target, dst_ref)
     doc = record(decision, repository=source.repository, by=by or identity(settings),
                  at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), approved_by=prepared.approved_by,
                  registries={e.value: settings.env(e).registry for e in {edge.src_env, target}})
-    attestations.attest(settings, target, dst_ref, AttestationKind.PROMOTION, doc)
+    # The target's signature and the promotion record are two cosign runs on different tags (`.sig`, `.att`):
+    # side by side. Both are done before any tag moves, and each is skipped on a rerun once there.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="moka-land") as pool:
+        signed = None if decision.rollback else pool.submit(signing.sign, settings, target, dst_ref)
+        attested = pool.submit(attestations.attest, settings, target, dst_ref, AttestationKind.PROMOTION, doc)
+        for done in (signed, attested):
+            if done is not None:
+                done.result()
     return Landed(prepared, stats, doc)
 
 
