@@ -80,6 +80,7 @@ from moka_images.models import PROMOTION_TYPE, SCAN_TYPE, SMOKE_TYPE, Digest, En
 from moka_images.plan.graph import BuildTag, rolling_tags
 from moka_images.stages import keys, registries
 from moka_images.stages.promote.apply import blob_cache_path, promote
+from moka_images.stages.status import CELLS_AT_ONCE
 from moka_images.stages.verify import attestations, signing
 from moka_images.stages.verify import scan as scan_stage
 from moka_images.stages.verify.attestations import AttestationKind
@@ -563,6 +564,49 @@ def status_samples(world: World, row: Row, label: str, argv: list[str], env: dic
         row.cells.append((f"{label}: subprocesses", "strace missing: not counted"))
 
 
+COUNTED = """import sys, threading, requests
+from moka_images import cli
+sent, lock, send = [0], threading.Lock(), requests.Session.request
+def counting(self, method, url, **kw):
+    with lock:
+        sent[0] += 1
+    return send(self, method, url, **kw)
+requests.Session.request = counting
+code = cli.main(sys.argv[1:])
+print(sent[0], file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def requests_made(world: World, argv: Sequence[str], env: dict[str, str]) -> int:
+    """The registry requests a `moka-images` command line makes, in a process of its own (as a user's run)."""
+    done = subprocess.run([sys.executable, "-c", COUNTED, *argv], env=env, capture_output=True, text=True,
+                          timeout=world.limit, check=True)
+    return int(done.stderr.strip().splitlines()[-1])
+
+
+def head_rate(world: World, count: int = 2000) -> float:
+    """Bare authenticated HEADs of a tag answered per second, `CELLS_AT_ONCE` at a time, by test's registry
+    through its gate: the rate no registry read of status can beat on this stack."""
+    creds = registries.credentials(world.settings, TEST)
+    client = RegistryClient(world.registry(TEST), creds.username, creds.password)
+    client.head_manifest(world.src_repo, "latest")
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=CELLS_AT_ONCE) as pool:
+        list(pool.map(lambda _: client.head_manifest(world.src_repo, "latest"), range(count)))
+    return count / (time.monotonic() - start)
+
+
+def add_status_raw(world: World, row: Row, label: str, argv: Sequence[str], env: dict[str, str],
+                   target: float) -> None:
+    """The raw limit beside a status row: its requests at the rate the stack answers bare HEADs."""
+    sent, rate = requests_made(world, argv, env), head_rate(world)
+    floor = sent / rate
+    row.cells.append((f"{label}: raw limit", f"{sent} registry requests at {rate:.0f} bare HEADs/s = {floor:.2f} s"))
+    row.facts.append(f"{label}: the median is {statistics.median(row.seconds[label]) / floor:.2f}x the raw limit; "
+                     f"the target {target:.2f} s needs {sent / target:.0f} requests/s from this stack")
+
+
 def push_synthetic(world: World, prefix: str, count: int) -> list[str]:
     """`count` tiny one-platform images in every environment, signed there with its key; returns the names."""
     names = [f"syn-{i:04d}" for i in range(count)]
@@ -595,8 +639,9 @@ def row_status(world: World, rounds: int, synthetic: int) -> Row:
     row = Row("status", "moka-images status --json",
               "declared <= 1 s; synthetic 500 x 4 <= 10 s; no subprocess per image")
     declared = [i.name for i in load_declarations(world.settings.root).images]
-    status_samples(world, row, f"status, {len(declared)} declared images x 4 envs",
-                   [*CLI, "status", "--json"], world.env, rounds, len(declared), 1.0)
+    label = f"status, {len(declared)} declared images x 4 envs"
+    status_samples(world, row, label, [*CLI, "status", "--json"], world.env, rounds, len(declared), 1.0)
+    add_status_raw(world, row, label, ["status", "--json"], world.env, 1.0)
     if synthetic > 0:
         prefix = f"bench-fleet-{world.run_id}-status"
         seconds, names = timed(f"setup: {synthetic} synthetic images x 4 environments",
@@ -607,8 +652,10 @@ def row_status(world: World, rounds: int, synthetic: int) -> Row:
         if synthetic != 500:
             row.facts.append(f"the 500 x 4 target (10 s) is scaled linearly to {synthetic} x 4: "
                              f"{10.0 * synthetic / 500:.2f} s")
-        status_samples(world, row, f"status, {synthetic} synthetic images x 4 envs",
-                       [*CLI, "status", "--json", *names], env, rounds, synthetic, 10.0 * synthetic / 500)
+        label = f"status, {synthetic} synthetic images x 4 envs"
+        status_samples(world, row, label, [*CLI, "status", "--json", *names], env, rounds, synthetic,
+                       10.0 * synthetic / 500)
+        add_status_raw(world, row, label, ["status", "--json", *names], env, 10.0 * synthetic / 500)
     return row
 
 
