@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, Protocol, Self
 
 import requests
 
+from moka_images.adapters.blob_store import BlobStore
 from moka_images.adapters.retry import Policy, retry_after
 from moka_images.errors import ServiceError
 from moka_images.models import Digest, Platform
@@ -145,10 +146,12 @@ class RegistryClient:
 
     Implements `Registry` (structurally), plus `ping` and the bytes it uploaded. What it reads by digest
     (manifests, small blobs) never changes, so it is kept and not read again: one client serves a whole run.
+    Given a `store`, small blobs are also kept on disk for later runs (by digest alone: the same bytes in any
+    repository of any registry).
     """
 
     def __init__(self, registry: str, username: str | None = None, password: str | None = None,
-                 *, retries: int = 5, timeout: float = 60.0) -> None:
+                 *, retries: int = 5, timeout: float = 60.0, store: BlobStore | None = None) -> None:
         self.registry = registry
         self.base = f"{'http' if is_local(registry) else 'https'}://{registry}"
         self._creds = (username, password or "") if username else None
@@ -158,6 +161,7 @@ class RegistryClient:
         self._session.mount("http://", pooled)
         self._session.mount("https://", pooled)
         self._read = _ByDigest(CACHE_ENTRIES)
+        self._store = store  # small blobs kept on disk from run to run
         self._bearer: dict[str, str] = {}
         self.retries, self.timeout = retries, timeout
         self.bytes_sent = 0
@@ -310,12 +314,17 @@ class RegistryClient:
         """A small blob's bytes, verified against its digest."""
         if (kept := self._read.get(repository, str(digest))) is not None:
             return kept
+        if self._store is not None and (stored := self._store.get(digest)) is not None:
+            self._read.put(repository, str(digest), stored)
+            return stored
         with self.open_blob(repository, digest) as resp:
             data = resp.content
         if digest_of(data) != digest:
             raise ServiceError(f"{self.registry}: blob {digest.short} in {repository} does not match its digest")
         if len(data) <= CACHED_BLOB_LIMIT:
             self._read.put(repository, str(digest), data)
+            if self._store is not None:
+                self._store.put(digest, data)
         return data
 
     # --- writes --------------------------------------------------------------------------------------

@@ -1,14 +1,17 @@
 """Registry clients and tool logins for each environment, with credentials from ECR.
 
 The run's registry context: one client per environment (one HTTP session, one token, one cache of what was read
-by digest) for the whole process, shared by its threads, made again only when the ECR token is renewed.
+by digest) for the whole process, shared by its threads, made again only when the ECR token is renewed. Small
+blobs (signatures, attestations, configs) are also kept on disk by digest for later runs (`$MOKA_HOME/cache/blobs`).
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from moka_images.adapters import docker_config, ecr
+from moka_images.adapters.blob_store import BlobStore
 from moka_images.adapters.registry import RegistryClient
 from moka_images.config.settings import Settings
 from moka_images.models import Environment
@@ -16,6 +19,7 @@ from moka_images.stages import repositories
 
 _tokens: dict[tuple[str, str, Environment], ecr.RegistryCredentials] = {}
 _clients: dict[tuple[str, str, str], RegistryClient] = {}
+_stores: dict[Path, BlobStore] = {}
 _lock = threading.Lock()
 
 
@@ -38,8 +42,16 @@ def client(settings: Settings, environment: Environment) -> RegistryClient:
     key = (settings.env(environment).registry, creds.username, creds.password)
     with _lock:
         if key not in _clients:
-            _clients[key] = RegistryClient(key[0], creds.username, creds.password)
+            _clients[key] = RegistryClient(key[0], creds.username, creds.password, store=_store(settings))
         return _clients[key]
+
+
+def _store(settings: Settings) -> BlobStore:
+    """This machine's store of small blobs (signatures, attestations, configs), one per home."""
+    path = settings.home / "cache" / "blobs"
+    if path not in _stores:
+        _stores[path] = BlobStore(path)
+    return _stores[path]
 
 
 def mirror(settings: Settings) -> RegistryClient:

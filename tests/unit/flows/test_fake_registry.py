@@ -8,6 +8,7 @@ import io
 import json
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +26,7 @@ from fakes import (
     signers,
 )
 
+from moka_images.adapters.blob_store import BlobStore
 from moka_images.adapters.copy import TagSet, copy_image, set_tags
 from moka_images.adapters.registry import Manifest, Registry, RegistryClient, digest_of
 from moka_images.errors import ServiceError
@@ -317,8 +319,8 @@ class Wire:
         return _answer(204)
 
 
-def over_the_wire(fake: FakeRegistry) -> RegistryClient:
-    client = RegistryClient(fake.registry, retries=0)
+def over_the_wire(fake: FakeRegistry, store: BlobStore | None = None) -> RegistryClient:
+    client = RegistryClient(fake.registry, retries=0, store=store)
     client._session = Wire(fake)  # type: ignore[assignment]
     return client
 
@@ -422,3 +424,15 @@ def test_the_real_client_reads_what_has_a_digest_once_and_tags_every_time() -> N
     by_tag = fresh.find_manifest(REPO, "latest")
     assert by_tag is not None and fresh.get_manifest(REPO, str(by_tag.digest)) == by_tag
     assert seen == [f"GET /v2/{REPO}/manifests/latest"]
+
+
+def test_a_client_with_a_store_reads_a_small_blob_once_across_runs(tmp_path: Path) -> None:
+    fake = FakeRegistry()
+    pushed = push_image(fake, REPO, "1.0.0", seed="stored")
+    child = next(iter(pushed.platforms.values()))
+    config = Digest(fake.get_manifest(REPO, str(child)).json["config"]["digest"])
+    first, asked = counted(over_the_wire(fake, BlobStore(tmp_path)))
+    data = first.get_blob(REPO, config)
+    assert asked == [f"GET /v2/{REPO}/blobs/{config}"]
+    later, asked_later = counted(over_the_wire(fake, BlobStore(tmp_path)))  # the next run, the same store
+    assert later.get_blob(REPO, config) == data and asked_later == []
