@@ -121,6 +121,9 @@ class Mounts:
 
     hints: tuple[str, ...] = ()
     cache: BlobLocations | None = None
+    # The target repository is new (or holds no image yet): a blob that can be mounted is mounted without
+    # asking first whether it is there, one request a blob instead of two. An upload still asks.
+    mount_first: bool = False
 
     def candidates(self, src: Registry, src_repo: str, dst: Registry, dst_repo: str,
                    digest: Digest) -> list[tuple[str, bool]]:
@@ -155,11 +158,12 @@ def copy_blob(src: Registry, src_repo: str, dst: Registry, dst_repo: str, blob: 
 
     A streamed upload cannot be replayed piecemeal, so a failed one is retried whole, with backoff.
     """
-    if dst.blob_exists(dst_repo, blob.digest):
+    mounts = mounts or Mounts()
+    candidates = mounts.candidates(src, src_repo, dst, dst_repo, blob.digest)
+    if not (mounts.mount_first and candidates) and dst.blob_exists(dst_repo, blob.digest):
         stats.count("blobs_present")
         return
-    mounts = mounts or Mounts()
-    if _mount(dst, dst_repo, blob, mounts.candidates(src, src_repo, dst, dst_repo, blob.digest), mounts.cache):
+    if _mount(dst, dst_repo, blob, candidates, mounts.cache):
         stats.count("blobs_mounted", blob.size)
         return
 
@@ -249,17 +253,18 @@ def _copy_attachment(src: Registry, src_repo: str, dst: Registry, dst_repo: str,
 
 def copy_image(src: Registry, src_repo: str, dst: Registry, dst_repo: str, digest: Digest, *,
                workers: int = 4, attachments: bool = True, mount_from: Sequence[str] = (),
-               cache: BlobLocations | None = None) -> CopyStats:
+               cache: BlobLocations | None = None, new_target: bool = False) -> CopyStats:
     """Copy the image at `digest`, byte for byte, and (with `attachments`) its cosign signatures and attestations.
 
     Order: every blob (in parallel, `workers` at a time), the platform manifests by digest, the index by digest,
     then the `sha256-<hex>.*` tags of the index and of each manifest under it. No other tag is written.
     A blob is mounted where it can be: see the module's note; `mount_from` are repositories of the target
     registry likely to hold some (tried after the cache's), and `cache` learns where every blob was seen.
+    `new_target`: `dst_repo` holds no image yet, so blobs are mounted without first asking whether they are there.
     """
     start = time.monotonic()
     stats = CopyStats()
-    mounts = Mounts(tuple(mount_from), cache)
+    mounts = Mounts(tuple(mount_from), cache, mount_first=new_target)
     manifests = walk(src, src_repo, digest)
     if manifests[-1].digest != digest:
         raise ServiceError(f"{src.registry}/{src_repo}@{digest} did not read back as itself")

@@ -107,7 +107,8 @@ def land(settings: Settings, prepared: Prepared, inventory: Inventory, *, by: st
         with log.step(f"copy {source.name}@{edge.digest.short} {edge.src_env} -> {target}"), \
                 BlobLocations(blob_cache_path(settings)) as cache:
             stats = copy_image(src, source.repository, registries.client(settings, target), source.repository,
-                               edge.digest, workers=workers, mount_from=[base] if base else [], cache=cache)
+                               edge.digest, workers=workers, mount_from=[base] if base else [], cache=cache,
+                               new_target=not inventory.tags)
         metrics.count(metrics.BYTES_COPIED, stats.bytes_copied, image=source.name, source=edge.src_env.value,
                       target=target.value)
     doc = record(decision, repository=source.repository, by=by or identity(settings),

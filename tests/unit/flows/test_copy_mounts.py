@@ -139,3 +139,31 @@ def test_within_one_registry_the_source_repository_is_tried_first(cache: BlobLoc
     cache.seen(reg.registry, "moka/elsewhere", list(_blobs(reg, BASE, base)))
     stats = copy_image(reg, BASE, reg, "moka/copy", base.digest, mount_from=["moka/hint"], cache=cache)
     assert stats.blobs_mounted == 4 and {frm for _, frm, _ in _mounts(reg)} == {BASE}
+
+
+class _Asking(FakeRegistry):
+    """The fake, counting the blobs it was asked whether it holds."""
+
+    def __init__(self, registry: str) -> None:
+        super().__init__(registry)
+        self.asked: list[Digest] = []
+
+    def blob_exists(self, repository: str, digest: Digest) -> bool:
+        self.asked.append(digest)
+        return super().blob_exists(repository, digest)
+
+
+def test_into_a_new_repository_a_mountable_blob_is_mounted_without_asking_first() -> None:
+    src = FakeRegistry("test.example")
+    base, team = _base_and_team(src)
+    results = {}
+    for new_target in (False, True):
+        dst = _Asking("staging.example")
+        copy_image(src, BASE, dst, BASE, base.digest)
+        dst.asked.clear()
+        stats = copy_image(src, TEAM, dst, TEAM, team.digest, mount_from=[BASE], new_target=new_target)
+        mounted = set(_blobs(src, BASE, base)) & set(_blobs(src, TEAM, team))
+        results[new_target] = (stats.blobs_mounted, stats.blobs_copied, dst.repositories[TEAM].blobs)
+        # asking first costs a request per blob; a new repository is asked only about what must be uploaded
+        assert mounted.isdisjoint(dst.asked) == new_target
+    assert results[False] == results[True]
