@@ -84,8 +84,10 @@ def serving_tag(listed: Iterable[str]) -> str | None:
     """The tag whose digest an environment serves, as `current` picks it: `latest`, else the highest
     full-version tag; None without either. Pure."""
     tags = list(listed)
+    if "latest" in tags:
+        return "latest"
     versions = _version_tags(tags)
-    return "latest" if "latest" in tags else max(versions, key=semver.Version.parse) if versions else None
+    return max(versions, key=semver.Version.parse) if versions else None
 
 
 def build_search(listed: Iterable[str]) -> list[list[str]]:
@@ -111,8 +113,7 @@ def serving(client: Registry, repository: str, listed: Sequence[str]) -> tuple[D
     """What `current` says of the whole repository, from as few lookups as it takes: the serving tag, then the
     build tags round by round (`build_search`) until one points at its digest."""
     tag = serving_tag(listed)
-    digest = client.head_manifest(repository, tag) if tag else None
-    if tag is None or digest is None:
+    if tag is None or (digest := client.head_manifest(repository, tag)) is None:
         return None
     for tags in build_search(listed):
         found = read_inventory(client, repository, tags=tags, with_created=False)

@@ -115,7 +115,7 @@ def land(settings: Settings, prepared: Prepared, inventory: Inventory, *, by: st
                  at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), approved_by=prepared.approved_by,
                  registries={e.value: settings.env(e).registry for e in {edge.src_env, target}})
     # The target's signature and the promotion record are two cosign runs on different tags (`.sig`, `.att`):
-    # side by side. Both are done before any tag moves, and each is skipped on a rerun once there.
+    # side by side. Both are done before any tag moves; a rerun signs only if no valid signature is there.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="moka-land") as pool:
         signed = None if decision.rollback else pool.submit(signing.sign, settings, target, dst_ref)
         attested = pool.submit(attestations.attest, settings, target, dst_ref, AttestationKind.PROMOTION, doc)
