@@ -9,7 +9,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, Self
 
@@ -151,10 +151,14 @@ class RegistryClient:
     """
 
     def __init__(self, registry: str, username: str | None = None, password: str | None = None,
-                 *, retries: int = 5, timeout: float = 60.0, store: BlobStore | None = None) -> None:
+                 *, retries: int = 5, timeout: float = 60.0, store: BlobStore | None = None,
+                 renew: Callable[[str], tuple[str, str]] | None = None) -> None:
         self.registry = registry
         self.base = f"{'http' if is_local(registry) else 'https'}://{registry}"
         self._creds = (username, password or "") if username else None
+        self._renew = renew  # given the refused password, new credentials (a token kept from an earlier run)
+        self._renew_lock = threading.Lock()
+        self._accepted: tuple[str, str] | None = None
         self._session = requests.Session()
         self._session.trust_env = False  # never route loopback traffic through a proxy
         pooled = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
@@ -175,10 +179,10 @@ class RegistryClient:
         rewindable = _rewindable(kw)
 
         def send() -> _Sent:
-            headers = dict(given)
+            headers, used = dict(given), self._creds
             self._authorize(headers, scope)
             resp = self._session.request(method, url, headers=headers, **kw)
-            return _Sent(resp, resp.status_code == 401 and self._login(resp, scope))
+            return _Sent(resp, resp.status_code == 401 and (self._login(resp, scope) or self._renewed(used)))
 
         try:
             sent = self._policy(self.retries + 1 if retry else 1).call(
@@ -219,6 +223,29 @@ class RegistryClient:
         body = token_resp.json()
         self._bearer[scope] = body.get("token") or body.get("access_token", "")
         return True
+
+    def _renewed(self, used: tuple[str, str] | None) -> bool:
+        """After the registry refused `used`: whether there are other credentials to send again with (renewed
+        once per refused password, however many requests were refused with it at once)."""
+        if self._renew is None or used is None:
+            return False
+        with self._renew_lock:
+            if self._creds == used:
+                renewed = self._renew(used[1])
+                if renewed == used:
+                    return False
+                self._creds, self._bearer = renewed, {}
+        return True
+
+    def accepted_credentials(self) -> tuple[str, str]:
+        """Credentials this registry has accepted in this run (asked once; refused ones are renewed first), to
+        hand to tools that read the docker config."""
+        if self._creds is None:
+            raise ServiceError(f"{self.registry}: no credentials to log in with")
+        if self._accepted != self._creds:
+            self.ping()
+            self._accepted = self._creds
+        return self._accepted
 
     def _check(self, resp: requests.Response, what: str) -> None:
         if resp.status_code == 401:

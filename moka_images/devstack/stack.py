@@ -168,7 +168,7 @@ def up(settings: Settings) -> None:
         log.info(f"mirror: {ensure_ours(registry_daemon(settings, 'mirror', settings.mirror, None), rd)}")
         for env in Environment:
             cfg = settings.env(env)
-            creds = registries.credentials(settings, env)
+            creds = registries.credentials(settings, env, fresh=True)  # the registry's password: ECR's own
             htpasswd = settings.home / "registries" / env.value / "htpasswd"
             write_htpasswd(htpasswd, creds.username, creds.password)
             backend = registry_daemon(settings, env.value, backend_address(cfg.registry), htpasswd)

@@ -319,3 +319,31 @@ def test_cosign_is_not_retried_on_other_failures(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(CommandFailed):
         cosign._call(["cosign", "sign"], cosign.Options())
     assert len(calls) == 1 and sleeps == []
+
+
+def test_a_refused_token_is_renewed_once_and_the_request_sent_again(sleeps: list[float]) -> None:
+    basic = {"WWW-Authenticate": 'Basic realm="moka-dev"'}
+    session = Session(answer(401, **basic), answer(200, body=b'{"tags": ["v1"]}'), answer(401, **basic),
+                      answer(401, **basic))
+    asked: list[str] = []
+
+    def renew(refused: str) -> tuple[str, str]:
+        asked.append(refused)
+        return ("AWS", "fresh") if refused == "kept" else ("AWS", refused)  # a second refusal: nothing newer
+
+    c = RegistryClient("registry.example", "AWS", "kept", renew=renew)
+    c._session = session  # type: ignore[assignment]
+    assert c.list_tags("a") == ["v1"]
+    assert asked == ["kept"] and [h["Authorization"] for _, _, h, _ in session.sent] == [
+        "Basic QVdTOmtlcHQ=", "Basic QVdTOmZyZXNo"]  # AWS:kept, then AWS:fresh
+    with pytest.raises(ServiceError, match="not authorized"):  # the fresh one refused too: said, not looped on
+        c.list_tags("a")
+    assert asked == ["kept", "fresh"] and len(session.sent) == 3 and not any(sleeps)
+
+
+def test_tools_get_credentials_only_once_the_registry_accepted_them() -> None:
+    session = Session(answer(401, **{"WWW-Authenticate": 'Basic realm="moka-dev"'}), answer(200))
+    c = RegistryClient("registry.example", "AWS", "kept", renew=lambda refused: ("AWS", "fresh"))
+    c._session = session  # type: ignore[assignment]
+    assert c.accepted_credentials() == ("AWS", "fresh")
+    assert c.accepted_credentials() == ("AWS", "fresh") and len(session.sent) == 2  # asked once a run
