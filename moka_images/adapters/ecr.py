@@ -94,6 +94,8 @@ def _assumed(access: AwsAccess, role_arn: str, session_name: str) -> tuple[dict[
 _clients: dict[tuple[AwsAccess, str, int], tuple[Any, datetime | None]] = {}
 _clients_lock = threading.Lock()
 _sessions: list[boto3.session.Session] = []
+_roles: dict[AwsAccess, tuple[dict[str, str], datetime | None]] = {}
+_role_locks: dict[AwsAccess, threading.Lock] = {}
 
 
 def client(access: AwsAccess, service: str, *, attempts: int = 5) -> Any:
@@ -107,12 +109,12 @@ def client(access: AwsAccess, service: str, *, attempts: int = 5) -> Any:
     key = (access, service, attempts)
     with _clients_lock:
         kept = _clients.get(key)
-    if kept is not None and (kept[1] is None or kept[1] - datetime.now(UTC) > REFRESH_MARGIN):
+    if kept is not None and not _expiring(kept[1]):
         return kept[0]
     expires = None
     creds = _session_kwargs(access)
     if access.role_arn:  # a network call: outside the lock, so environments log in side by side
-        assumed, expires = _assumed(access, access.role_arn, "moka-images")
+        assumed, expires = _role_credentials(access)
         creds = {"aws_access_key_id": assumed["AWS_ACCESS_KEY_ID"],
                  "aws_secret_access_key": assumed["AWS_SECRET_ACCESS_KEY"],
                  "aws_session_token": assumed["AWS_SESSION_TOKEN"]}
@@ -122,6 +124,22 @@ def client(access: AwsAccess, service: str, *, attempts: int = 5) -> Any:
         made = _sessions[0].client(service, **creds, **_common(access, attempts))
         _clients[key] = (made, expires)
     return made
+
+
+def _expiring(expires: datetime | None) -> bool:
+    return expires is not None and expires - datetime.now(UTC) <= REFRESH_MARGIN
+
+
+def _role_credentials(access: AwsAccess) -> tuple[dict[str, str], datetime | None]:
+    """The role's temporary credentials, assumed once for every client of the account (ECR, STS, and ECR with
+    other retry settings) and again when about to expire."""
+    with _clients_lock:
+        lock = _role_locks.setdefault(access, threading.Lock())
+    with lock:  # one STS call for the clients made at once, and none holding up other accounts
+        kept = _roles.get(access)
+        if kept is None or _expiring(kept[1]):
+            kept = _roles[access] = _assumed(access, access.role_arn or "", "moka-images")
+    return kept
 
 
 def registry_credentials(access: AwsAccess, account: str) -> RegistryCredentials:

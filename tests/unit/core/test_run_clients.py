@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,29 @@ def fetched(monkeypatch: pytest.MonkeyPatch) -> Ecr:
     monkeypatch.setattr(registries, "_clients", {})
     monkeypatch.setattr(registries, "_token_caches", {})
     return stand_in
+
+
+def test_a_role_is_assumed_once_for_every_client_of_its_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    assumed: list[str] = []
+    expires = [datetime.now(UTC) + timedelta(hours=1)]
+
+    def assume(access: ecr.AwsAccess, role_arn: str, session_name: str) -> tuple[dict[str, str], datetime]:
+        assumed.append(role_arn)
+        return {"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t"}, expires[0]
+
+    monkeypatch.setattr(ecr, "_assumed", assume)
+    monkeypatch.setattr(ecr, "_clients", {})
+    monkeypatch.setattr(ecr, "_roles", {})
+    dev = ecr.AwsAccess("eu-west-1", "http://127.0.0.1:1", "arn:aws:iam::100000000002:role/moka")
+    ecr.client(dev, "ecr"), ecr.client(dev, "ecr", attempts=1), ecr.client(dev, "sts")
+    assert assumed == [dev.role_arn]
+    ecr.client(ecr.AwsAccess("eu-west-1", "http://127.0.0.1:1", "arn:aws:iam::100000000003:role/moka"), "ecr")
+    assert len(assumed) == 2
+    expires[0] = datetime.now(UTC) + timedelta(minutes=1)  # the next one is about to expire as it is made
+    monkeypatch.setattr(ecr, "_roles", {})
+    ecr.client(dev, "ecr", attempts=2)
+    ecr.client(dev, "ecr", attempts=3)
+    assert len(assumed) == 4  # renewed rather than handed out expiring
 
 
 def test_one_registry_client_per_environment_until_the_token_changes(fetched: Ecr, tmp_path: Path) -> None:
