@@ -93,17 +93,25 @@ def land(settings: Settings, prepared: Prepared, inventory: Inventory, *, by: st
     signature and the promotion record. The caller holds the image's lock."""
     source, decision = prepared.source, prepared.decision
     edge, target = decision.edge, decision.edge.dst_env
-    # The lifecycle policy must keep what the rolling tags will point at, the ones about to move included.
-    repositories.ensure_repository(settings, target, source.repository,
-                                   lifecycle.protected_tags([*inventory.tags, *edge.tags]))
-    dst_ref = ImageRef(settings.env(target).registry, source.repository, digest=edge.digest)
-    stats = None
-    if decision.outcome is Outcome.COPY:
-        src = registries.client(settings, edge.src_env)
+    copying = decision.outcome is Outcome.COPY
+    src = registries.client(settings, edge.src_env)
+    # The repository, the account's blob mounting and the base's repository: three lookups of their own, side by
+    # side; the copy waits for all three.
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="moka-ready") as pool:
+        # The lifecycle policy must keep what the rolling tags will point at, the ones about to move included.
+        made = pool.submit(repositories.ensure_repository, settings, target, source.repository,
+                           lifecycle.protected_tags([*inventory.tags, *edge.tags]))
+        mounting = pool.submit(repositories.ensure_blob_mounting, settings, target) if copying else None
         # Blobs the target holds under the base's repository (a team image promoted after its base) are mounted
         # from there; earlier versions of this image are in its own repository, where the copy finds them anyway.
-        base = base_repository(settings, src, source.repository, edge.digest)
-        repositories.ensure_blob_mounting(settings, target)
+        found = pool.submit(base_repository, settings, src, source.repository, edge.digest) if copying else None
+        made.result()
+        base = found.result() if found else None
+        if mounting:
+            mounting.result()
+    dst_ref = ImageRef(settings.env(target).registry, source.repository, digest=edge.digest)
+    stats = None
+    if copying:
         with log.step(f"copy {source.name}@{edge.digest.short} {edge.src_env} -> {target}"), \
                 BlobLocations(blob_cache_path(settings)) as cache:
             stats = copy_image(src, source.repository, registries.client(settings, target), source.repository,
