@@ -1,7 +1,8 @@
 """Metrics and traces of one run: step durations, bytes copied, image sizes, findings, gate outcomes.
 
 Collected in memory while a command runs (`log.step` feeds every step in as a span and a duration), in a
-prometheus_client registry of its own, then, when the command ends, written where configured and nowhere else:
+registry of its own (prometheus_client's, made only to write or push), then, when the command ends, written
+where configured and nowhere else:
   - Prometheus text exposition format to a file (`--metrics-file`, MOKA_METRICS_FILE; written atomically, so
     node_exporter's textfile collector never reads half a file),
   - the same metrics pushed to a Pushgateway (MOKA_METRICS_PUSH, its base URL), grouped by command,
@@ -23,10 +24,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Summary, generate_latest, write_to_textfile
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric as Family
 
 SERVICE = "moka-images"
 SCOPE = "moka_images"  # the instrumentation scope: the package that makes the spans
@@ -87,43 +89,86 @@ class _Open:
     stage: str
 
 
-_KINDS: dict[str, type[Counter | Gauge | Summary]] = {"counter": Counter, "gauge": Gauge, "summary": Summary}
-# Counters and summaries would also expose `<name>_created` series (when each series began): a run's metrics
-# are written once, at its end, and the series were never part of our output.
-prometheus_client.disable_created_metrics()
-
-
 @dataclass
 class Collector:
     """Samples and spans of one command run; thread-safe, since builds and copies run in worker threads.
 
-    A metric joins the run's registry when its first sample comes, so the output holds only what was recorded.
+    Samples are plain numbers until the run's metrics are written or pushed: only then is prometheus_client
+    loaded (`registry`), which every command would otherwise pay for at start-up (40 ms) and most never use.
+    A metric appears once its first sample comes, so the output holds only what was recorded.
     """
 
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     spans: list[Span] = field(default_factory=list)
     trace_id: str = field(default_factory=lambda: secrets.token_hex(16))
     root: _Open | None = None
     root_name: str = ""
     root_start_ns: int = 0
-    _families: dict[Metric, Counter | Gauge | Summary] = field(default_factory=dict, repr=False)
+    # per metric, per label values: [value] (counter, gauge) or [count, sum] (summary), in order of first sample
+    _samples: dict[Metric, dict[tuple[str, ...], list[float]]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def series(self, metric: Metric, labels: Mapping[str, object]) -> Any:
-        """The one series of `metric` with these labels (all of its labels, no others), to inc, set or observe."""
+    def record(self, metric: Metric, labels: Mapping[str, object], value: float) -> None:
+        """Add to a counter, set a gauge or observe into a summary, on the series with these labels (all of the
+        metric's labels, no others)."""
         if set(labels) != set(metric.labels):
             raise ValueError(f"{metric.name} takes labels {', '.join(metric.labels)}, got {', '.join(labels)}")
+        key = tuple(str(labels[name]) for name in metric.labels)
         with self._lock:
-            family = self._families.get(metric)
-            if family is None:
-                family = _KINDS[metric.kind](metric.name, metric.help, metric.labels, registry=self.registry)
-                self._families[metric] = family
-        return family.labels(*(str(labels[name]) for name in metric.labels)) if metric.labels else family
+            series = self._samples.setdefault(metric, {})
+            if metric.kind == "summary":
+                kept = series.setdefault(key, [0.0, 0.0])
+                kept[0], kept[1] = kept[0] + 1, kept[1] + value
+            elif metric.kind == "counter":
+                series[key] = [series.get(key, [0.0])[0] + value]
+            else:
+                series[key] = [value]
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The samples so far in a prometheus_client registry of their own, to write or push."""
+        from prometheus_client import CollectorRegistry
+
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(_Families(self))
+        return registry
+
+    def families(self) -> list[Family]:
+        """The samples so far as prometheus_client metric families (the library's custom collector form)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+
+        with self._lock:
+            samples = [(metric, dict(series)) for metric, series in self._samples.items()]
+        out: list[Family] = []
+        for metric, series in samples:
+            labels = list(metric.labels)
+            if metric.kind == "summary":
+                summary = SummaryMetricFamily(metric.name, metric.help, labels=labels)
+                for key, (n, total) in series.items():
+                    summary.add_metric(list(key), int(n), total)
+                out.append(summary)
+            else:
+                kind = CounterMetricFamily if metric.kind == "counter" else GaugeMetricFamily
+                family = kind(metric.name, metric.help, labels=labels)
+                for key, (value,) in series.items():
+                    family.add_metric(list(key), value)
+                out.append(family)
+        return out
 
     def finish(self, span: Span) -> None:
         """Keep a finished span for export."""
         with self._lock:
             self.spans.append(span)
+
+
+class _Families:
+    """A prometheus_client custom collector over a run's samples."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    def collect(self) -> Iterator[Family]:
+        """Every metric family recorded so far."""
+        yield from self.collector.families()
 
 
 _collector = Collector()
@@ -148,21 +193,21 @@ def count(metric: Metric, amount: float = 1, **labels: object) -> None:
     """Add to a counter."""
     if metric.kind != "counter" or amount < 0:
         raise ValueError(f"{metric.name} is a {metric.kind}; counters only go up")
-    _collector.series(metric, labels).inc(amount)
+    _collector.record(metric, labels, amount)
 
 
 def set_gauge(metric: Metric, value: float, **labels: object) -> None:
     """Set a gauge to its current value."""
     if metric.kind != "gauge":
         raise ValueError(f"{metric.name} is a {metric.kind}, not a gauge")
-    _collector.series(metric, labels).set(value)
+    _collector.record(metric, labels, value)
 
 
 def observe(metric: Metric, value: float, **labels: object) -> None:
     """Add one observation (a duration, a size) to a summary."""
     if metric.kind != "summary":
         raise ValueError(f"{metric.name} is a {metric.kind}, not a summary")
-    _collector.series(metric, labels).observe(value)
+    _collector.record(metric, labels, value)
 
 
 def gate(name: str, env: str, image: str, passed: bool) -> None:
@@ -216,6 +261,8 @@ def span(name: str, **attributes: object) -> Iterator[None]:
 
 def exposition(c: Collector | None = None) -> str:
     """Every sample in the Prometheus text exposition format (version 0.0.4); empty if none was recorded."""
+    from prometheus_client import generate_latest
+
     return generate_latest((c or _collector).registry).decode()
 
 
@@ -267,6 +314,8 @@ class Sender(Protocol):
 
 def write_file(path: Path, registry: CollectorRegistry) -> None:
     """Replace `path` with the registry's metrics in one step (written beside it, then renamed)."""
+    from prometheus_client import write_to_textfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
 

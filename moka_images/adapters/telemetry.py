@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import http.client
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
-from prometheus_client import CollectorRegistry, push_to_gateway
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 EXPORT_TIMEOUT = 10.0
 
 
 def push(gateway: str, job: str, grouping: Mapping[str, str], registry: CollectorRegistry) -> None:
     """PUT the registry's metrics to a Pushgateway as group `job` + `grouping`, replacing that group."""
+    from prometheus_client import push_to_gateway  # here: only a run that pushes loads it
+
     try:
         push_to_gateway(gateway, job, registry, grouping_key=dict(grouping), timeout=EXPORT_TIMEOUT)
     except http.client.HTTPException as exc:  # a garbled answer; the Sender contract is OSError

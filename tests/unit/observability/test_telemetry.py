@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 from typing import Any
 
+import prometheus_client
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -24,7 +25,7 @@ def registry() -> CollectorRegistry:
 def recording(monkeypatch: pytest.MonkeyPatch, fail: Exception | None = None) -> list[Request]:
     """Let prometheus_client build the request, and record it instead of sending it."""
     sent: list[Request] = []
-    real = telemetry.push_to_gateway
+    real = prometheus_client.push_to_gateway  # telemetry imports it when it pushes, so the library's is replaced
 
     def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
                 data: bytes) -> Any:
@@ -34,7 +35,7 @@ def recording(monkeypatch: pytest.MonkeyPatch, fail: Exception | None = None) ->
                 raise fail
         return send
 
-    monkeypatch.setattr(telemetry, "push_to_gateway", lambda *a, **kw: real(*a, handler=handler, **kw))
+    monkeypatch.setattr(prometheus_client, "push_to_gateway", lambda *a, **kw: real(*a, handler=handler, **kw))
     return sent
 
 
