@@ -128,7 +128,7 @@ class Collector:
         """The samples so far in a prometheus_client registry of their own, to write or push."""
         from prometheus_client import CollectorRegistry
 
-        registry = CollectorRegistry(auto_describe=True)
+        registry = CollectorRegistry()
         registry.register(_Families(self))
         return registry
 
@@ -137,7 +137,7 @@ class Collector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
         with self._lock:
-            samples = [(metric, dict(series)) for metric, series in self._samples.items()]
+            samples = [(metric, {key: list(v) for key, v in series.items()}) for metric, series in self._samples.items()]
         out: list[Family] = []
         for metric, series in samples:
             labels = list(metric.labels)
