@@ -71,7 +71,7 @@ class TokenCache:
             self._failed(exc)
 
     def forget(self, key: str) -> None:
-        """Drop what is kept for `key` (a registry refused it)."""
+        """Drop what is kept for `key`."""
         try:
             self._path(key).unlink(missing_ok=True)
         except OSError as exc:

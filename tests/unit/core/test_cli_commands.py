@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 
 import pytest
 
@@ -48,3 +49,14 @@ def test_version_names_the_installed_package(capsys: pytest.CaptureFixture[str])
     assert _top_level(cli.build_parser(["--version"])) == []
     assert len(_top_level(cli.build_parser(["--version", "--help"]))) == sum(
         len(words) for _, words in commands.IN_LIFECYCLE_ORDER)
+
+
+def test_only_a_process_of_its_own_freezes_what_loading_made(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    assert cli.main(["plan", "spark-3.6"]) == 2  # an unknown image: loads the command, fails fast
+    assert gc.get_freeze_count() == 0  # in-process callers (tests) keep their garbage collection as it was
+    try:
+        assert cli.main(["plan", "spark-3.6"], own_process=True) == 2
+        assert gc.get_freeze_count() > 10_000 and gc.isenabled()
+    finally:
+        gc.unfreeze()
