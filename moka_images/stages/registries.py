@@ -45,8 +45,8 @@ def credentials(settings: Settings, environment: Environment, *, fresh: bool = F
 
 
 def _renewed(settings: Settings, environment: Environment, refused: str) -> tuple[str, str]:
-    """New credentials after the registry refused the password `refused` (none: another thread's, if it
-    already fetched them)."""
+    """Credentials to try after the registry refused the password `refused`: those another thread has
+    fetched meanwhile, else new ones from ECR."""
     now = credentials(settings, environment)
     if now.password == refused:
         now = credentials(settings, environment, fresh=True)

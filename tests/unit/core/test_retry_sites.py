@@ -323,8 +323,7 @@ def test_cosign_is_not_retried_on_other_failures(monkeypatch: pytest.MonkeyPatch
 
 def test_a_refused_token_is_renewed_once_and_the_request_sent_again(sleeps: list[float]) -> None:
     basic = {"WWW-Authenticate": 'Basic realm="moka-dev"'}
-    session = Session(answer(401, **basic), answer(200, body=b'{"tags": ["v1"]}'), answer(401, **basic),
-                      answer(401, **basic))
+    session = Session(answer(401, **basic), answer(200, body=b'{"tags": ["v1"]}'), answer(401, **basic))
     asked: list[str] = []
 
     def renew(refused: str) -> tuple[str, str]:
