@@ -1,7 +1,8 @@
 """Registry tokens kept on disk from one run to the next, as Amazon's ECR credential helper keeps its own.
 
 An ECR authorization token is valid for 12 hours, and fetching one costs a run an STS call (the environment's
-role) and an ECR call per environment: 0.14 s of every `status` and `promote` on the local stack, more on AWS.
+role) and an ECR call per environment (0.14 s for four environments in one measurement on the local stack;
+round trips to AWS on the real one).
 Tokens are kept under a key of what they were fetched for (the caller builds it: profile, account, region,
 endpoint, role, the caller's AWS identity variables), one file each, readable by the user alone: the same
 secret docker's config.json holds after a login. A token is handed out until five minutes before it expires
