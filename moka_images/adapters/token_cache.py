@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from moka_images import log
 from moka_images.adapters.ecr import REFRESH_MARGIN, RegistryCredentials
 
 TOKEN_LIFETIME = timedelta(hours=12)  # ECR's; also the most a token without an expiry is kept
+STALE_PART_SECONDS = 3600  # a half-written file this old was left by a run that died
 
 
 class TokenCache:
@@ -70,6 +72,17 @@ class TokenCache:
             os.replace(tmp.name, self._path(key))
         except OSError as exc:
             self._failed(exc)
+            return
+        self._drop_stale_parts()
+
+    def _drop_stale_parts(self) -> None:
+        """Half-written files a killed run left (each holds a token): gone once they are an hour old."""
+        for part in self.root.glob(".part-*"):
+            try:
+                if part.stat().st_mtime < time.time() - STALE_PART_SECONDS:
+                    part.unlink()
+            except OSError:  # another run dropped it meanwhile
+                continue
 
     def forget(self, key: str) -> None:
         """Drop what is kept for `key`."""

@@ -174,8 +174,7 @@ def up(settings: Settings) -> None:
             backend = registry_daemon(settings, env.value, backend_address(cfg.registry), htpasswd)
             ensure_ours(backend, rd)
             state = ensure_ours(gate_daemon(settings, env.value, cfg.registry), rd)
-            registries.client(settings, env).ping()
-            registries.login_tools(settings, env)
+            registries.login_tools(settings, env)  # asks the registry first: it answers and takes the token
             log.info(f"{env}: {state} at {cfg.registry} (account {cfg.account}), registry behind the gate at "
                      f"{backend_address(cfg.registry)}")
     with log.step("signing keys"):

@@ -95,8 +95,8 @@ def land(settings: Settings, prepared: Prepared, inventory: Inventory, *, by: st
     edge, target = decision.edge, decision.edge.dst_env
     copying = decision.outcome is Outcome.COPY
     src = registries.client(settings, edge.src_env)
-    # The repository, the account's blob mounting and the base's repository: three lookups of their own, side by
-    # side; the copy waits for all three.
+    # The repository (made or brought in line in ECR), the account's blob mounting (ECR) and the base's repository
+    # (the source registry): three services, asked side by side; the copy waits for all three.
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="moka-ready") as pool:
         # The lifecycle policy must keep what the rolling tags will point at, the ones about to move included.
         made = pool.submit(repositories.ensure_repository, settings, target, source.repository,

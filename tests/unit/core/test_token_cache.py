@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,3 +60,15 @@ def test_a_cache_that_cannot_be_written_acts_as_empty_and_says_so_once(
     cache.put("dev", RegistryCredentials("AWS", "t0ken", None), now=NOW)
     assert cache.get("prod", now=NOW) is None
     assert len(warnings) == 1 and "fetching tokens from ECR" in warnings[0][0]
+
+
+def test_a_half_written_file_a_killed_run_left_is_dropped_once_an_hour_old(tmp_path: Path) -> None:
+    cache = TokenCache(tmp_path)
+    cache.put("prod", RegistryCredentials("AWS", "t0ken", None), now=NOW)
+    old, fresh = tmp_path / ".part-old", tmp_path / ".part-fresh"  # another run may be writing the fresh one
+    for part in (old, fresh):
+        part.write_text('{"username": "AWS", "password": "t0')
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    cache.put("dev", RegistryCredentials("AWS", "t0ken", None), now=NOW)
+    assert not old.exists() and fresh.exists()
+    assert cache.get("prod", now=NOW) == cache.get("dev", now=NOW) == RegistryCredentials("AWS", "t0ken", None)
