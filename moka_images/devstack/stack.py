@@ -132,7 +132,8 @@ def ensure_ours(daemon: Daemon, rd: Path) -> str:
 
 # distribution checks the password on every request. It is a random ECR token, not a person's password, so
 # bcrypt's lowest cost (4) guards it as well as any: at htpasswd's default (5) the check doubles to about 2.4 ms
-# of CPU a request here, more than the registry's own work, and status or a promotion pays it per request.
+# of CPU a request here (registry CPU over 1,000 HEADs: 4.2 ms a request at 5, 2.7 ms at 4; one run each), more
+# than the registry's own work, and status or a promotion pays it per request.
 BCRYPT_COST = 4
 
 
