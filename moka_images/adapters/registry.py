@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, Protocol, Self
 
 import requests
 
+from moka_images import log
 from moka_images.adapters.blob_store import BlobStore
 from moka_images.adapters.retry import Policy, retry_after
 from moka_images.errors import ServiceError
@@ -324,9 +325,15 @@ class RegistryClient:
         return Manifest(raw, media, digest)
 
     def blob_exists(self, repository: str, digest: Digest) -> bool:
-        """Whether a blob is already in a repository."""
+        """Whether a blob is already in a repository. A registry that still cannot say after the retries (a 5xx:
+        docker-registry answers 500 for a link file a full disk cut short) is taken as not holding it, so the
+        blob is written again, which mends the link; a registry that is down fails that write with its own error."""
         resp = self._request("HEAD", f"/v2/{repository}/blobs/{digest}", scope=repository)
         if resp.status_code == 404:
+            return False
+        if resp.status_code >= 500:
+            log.warn(f"{self.registry}: looking up blob {digest.short} in {repository} answered HTTP "
+                     f"{resp.status_code}; writing it again")
             return False
         self._check(resp, f"look up blob {digest.short} in {repository}")
         return True

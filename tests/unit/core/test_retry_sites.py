@@ -346,3 +346,15 @@ def test_tools_get_credentials_only_once_the_registry_accepted_them() -> None:
     c._session = session  # type: ignore[assignment]
     assert c.accepted_credentials() == ("AWS", "fresh")
     assert c.accepted_credentials() == ("AWS", "fresh") and len(session.sent) == 2  # asked once a run
+
+
+def test_a_blob_the_registry_cannot_say_it_holds_is_uploaded_again(
+        sleeps: list[float], warnings: list[tuple[str, dict[str, Any]]]) -> None:
+    """A full disk can leave docker-registry a cut-short link file, answered with a 500 on every HEAD of that
+    blob there: after the retries the blob is uploaded again (which rewrites the link), and a rerun ends."""
+    session = Session(*[answer(500)] * 6, answer(202, Location="/v2/a/blobs/uploads/0?state=s"), answer(201))
+    c = client(session)
+    assert c.push_blob("a", BLOB) == digest_of(BLOB) and c.bytes_sent == len(BLOB)
+    assert [sent[0] for sent in session.sent] == ["HEAD"] * 6 + ["POST", "PUT"]
+    said = f"registry.example: looking up blob {digest_of(BLOB).short} in a answered HTTP 500"
+    assert [w for w, _ in warnings] == [f"{said}; writing it again"]
